@@ -1,0 +1,54 @@
+"""The `nos` command. The only module that knows every package: it imports each command lazily, so
+`nos parse` does not pay for the search or the analysis."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from nos_cli.config import add_config_arguments, config_from_namespace
+
+# command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "parse": ("nos_cli.parse_cmd", "parse a rule: canonical form, LaTeX, key, fingerprints, flags"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake as one line `error: ...` and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nos", description="Neural optimizer search with symbolic update rules.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        cmd = importlib.import_module(module)
+        p = sub.add_parser(name, help=help_text, description=cmd.__doc__)
+        add_config_arguments(p, cmd.Config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script `nos`."""
+    from nos_symbolic.errors import NosError
+
+    ns = build_parser().parse_args(argv)
+    cmd = importlib.import_module(COMMANDS[ns.command][0])
+    try:
+        return int(cmd.run(config_from_namespace(cmd.Config, ns)) or 0)
+    except NosError as err:
+        sys.stderr.write(f"error: {' '.join(str(err).split())}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

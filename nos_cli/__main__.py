@@ -1,0 +1,5 @@
+import sys
+
+from nos_cli import main
+
+sys.exit(main())

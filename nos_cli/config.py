@@ -1,0 +1,72 @@
+"""Typed command configs -> argparse. Each command declares a dataclass; its fields become options.
+
+Field metadata keys: help (str), positional (bool), nargs, choices, flag (the option spelling when it is
+not --field-name), short (e.g. "-k").
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one argument per field of the dataclass `cls`."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        meta = dict(f.metadata)
+        kind = _base_type(hints[f.name])
+        kwargs: dict[str, Any] = {"help": meta.get("help", "")}
+        if "choices" in meta:
+            kwargs["choices"] = meta["choices"]
+        if meta.get("positional"):
+            kwargs["nargs"] = meta.get("nargs")
+            if kind is not bool:
+                kwargs["type"] = kind
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                kwargs["nargs"] = kwargs["nargs"] or "?"
+                kwargs["default"] = _default(f)
+            parser.add_argument(f.name, **{k: v for k, v in kwargs.items() if v is not None})
+            continue
+        names = [meta.get("flag", "--" + f.name.replace("_", "-"))] + ([meta["short"]] if "short" in meta else [])
+        if kind is bool:
+            parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction
+                                if _default(f) else "store_true", default=_default(f), help=kwargs["help"])
+            continue
+        if "nargs" in meta:
+            kwargs["nargs"] = meta["nargs"]
+        parser.add_argument(*names, dest=f.name, type=kind, default=_default(f), **kwargs)
+
+
+def config_from_namespace(cls: type[T], ns: argparse.Namespace) -> T:
+    """Build the dataclass from parsed arguments (unknown keys are an error)."""
+    values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)}
+    if isinstance(values, dict):
+        for f in dataclasses.fields(cls):
+            if isinstance(values[f.name], list) and _is_tuple(typing.get_type_hints(cls)[f.name]):
+                values[f.name] = tuple(values[f.name])
+    return cls(**values)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def _is_tuple(tp: Any) -> bool:
+    return typing.get_origin(tp) is tuple or any(typing.get_origin(a) is tuple for a in typing.get_args(tp))
+
+
+def _base_type(tp: Any) -> type:
+    """int | None -> int; tuple[float, ...] -> float; list[str] -> str."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    origin = typing.get_origin(tp)
+    if origin in (tuple, list):
+        return args[0]
+    if args:  # Optional / Union
+        return _base_type(args[0])
+    return tp

@@ -1,0 +1,116 @@
+"""SymPy nodes the DSL needs beyond SymPy's own (clip, drop, the cd/rd decays) and the operand symbols.
+
+Pure SymPy: each node knows how to simplify itself and how it prints in LaTeX; what it computes on
+tensors lives in the registry.
+"""
+from __future__ import annotations
+
+import sympy
+from sympy import Function, Integer, Number, S, Symbol
+
+# Operand symbols. Assumptions are facts the update can rely on: v is a running mean of g^2, so v >= 0,
+# which lets SymPy see sqrt|v| = sqrt(v) and |g^2| = g^2.
+g = Symbol("g", real=True)
+m = Symbol("m", real=True)
+v = Symbol("v", nonnegative=True)
+y = Symbol("y", real=True)
+w = Symbol("w", real=True)
+noise = Symbol("noise", real=True)
+anneal = Symbol("anneal", real=True)
+ld = Symbol("ld", nonnegative=True)
+# Protected division x / (y + delta) keeps delta symbolic so canonical forms stay exact; the compiler
+# substitutes its value (1e-8).
+delta = Symbol("delta", positive=True)
+
+
+class Clip(Function):
+    """clip(x, c) = min(max(x, -c), c): clamp to [-c, c], c > 0."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x, c):  # noqa: D102 - SymPy hook
+        if x.is_zero:
+            return S.Zero
+        if isinstance(x, Number):
+            return sympy.Max(sympy.Min(x, c), -c)
+        if isinstance(x, Clip):
+            return Clip(x.args[0], sympy.Min(x.args[1], c))
+        return None
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _sympystr(self, printer):
+        return f"clip({printer._print(self.args[0])}, {printer._print(self.args[1])})"
+
+    def _latex(self, printer, exp=None):
+        body = rf"\operatorname{{clip}}\left({printer._print(self.args[0])}, {printer._print(self.args[1])}\right)"
+        return rf"{body}^{{{exp}}}" if exp else body
+
+
+class Drop(Function):
+    """drop(x, p, k) = x * mask / (1 - p), mask ~ Bernoulli(1 - p) elementwise (inverted dropout).
+
+    k labels the draw: every application of drop in a rule is an independent draw, so two drops of the
+    same x never cancel. Canonical forms renumber k (see canonical.py).
+    """
+
+    nargs = 3
+
+    @classmethod
+    def eval(cls, x, p, k):  # noqa: D102 - SymPy hook
+        if x.is_zero:
+            return S.Zero
+        if p.is_zero:
+            return x
+        return None
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _sympystr(self, printer):
+        x, p, k = (printer._print(a) for a in self.args)
+        return f"drop{k}({x}, {p})"
+
+    def _latex(self, printer, exp=None):
+        body = rf"\operatorname{{drop}}_{{{printer._print(self.args[1])}}}\left({printer._print(self.args[0])}\right)"
+        return rf"\left({body}\right)^{{{exp}}}" if exp else body
+
+
+class _Decay(Function):
+    """A sign decay f(t) in [0, 1] of the step t with n periods over T steps."""
+
+    nargs = 1
+    is_real = True
+    is_nonnegative = True
+    label = ""
+
+    def _sympystr(self, printer):
+        return f"{self.label}({printer._print(self.args[0])})"
+
+    def _latex(self, printer, exp=None):
+        body = rf"\operatorname{{{self.label}}}_{{{printer._print(self.args[0])}}}(t)"
+        return rf"{body}^{{{exp}}}" if exp else body
+
+
+class CosineDecay(_Decay):
+    """cd(t; n) = 0.5 * (1 + cos(2 pi n t / T))."""
+
+    label = "cd"
+
+
+class RestartDecay(_Decay):
+    """rd(t; n) = 0.5 * (1 + cos(pi * ((n t) mod T) / T))."""
+
+    label = "rd"
+
+
+def drop_index(node: Drop) -> int:
+    """The draw label k of a drop node."""
+    return int(node.args[2])
+
+
+def make_drop(x: sympy.Expr, p: sympy.Expr, k: int) -> sympy.Expr:
+    """drop(x, p) as the k-th independent draw."""
+    return Drop(x, p, Integer(k))

@@ -1,0 +1,201 @@
+"""The one table that defines every name of the DSL.
+
+Each `Primitive` says, for one name: its kind and arity, its numeric parameters, how to build its SymPy
+expression, which SymPy node it introduces and how that node runs on torch tensors, how it prints in
+LaTeX, and which DSL snippets the search vocabulary draws from it. Parser, compiler, LaTeX printer,
+search space and docs all read this table; adding a primitive is one entry here.
+
+Infix syntax maps onto entries: `+ - * / ^ **` and unary `-` are `add sub mul div pow pow neg`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+import sympy
+import torch
+
+from nos_symbolic import functions as F
+
+Kind = Literal["operand", "schedule", "unary", "binary"]
+
+DELTA = 1e-8  # protected division x / (y + delta); also Adam's eps, so m / sqrt(v) is Adam's step
+NOISE_STD = 0.01  # the paper's N(0, 0.01); read as a standard deviation
+ANNEAL_POWER = 0.55  # anneal ~ N(0, 1 / (1 + t)^0.55): a variance, so the std decays as (1 + t)^-0.275
+
+
+@dataclass(frozen=True)
+class Param:
+    """A numeric parameter written after the expression arguments, e.g. c in clip(x, c)."""
+
+    name: str
+    check: Callable[[float], bool]
+    requirement: str  # shown when `check` fails, e.g. "c > 0"
+    default: float | None = None
+
+
+@dataclass(frozen=True)
+class Primitive:
+    """One DSL name. `build` takes SymPy args then params; `torch` takes (env, *values, *params)."""
+
+    name: str
+    kind: Kind
+    arity: int
+    build: Callable[..., sympy.Expr]
+    doc: str
+    params: tuple[Param, ...] = ()
+    node: Any = None  # the SymPy class or Symbol this entry introduces, compiled by `torch`
+    torch: Callable[..., Any] | None = None
+    latex: str = ""  # LaTeX for an operand symbol (functions print through their node)
+    search: tuple[str, ...] = ()  # DSL snippets for the search vocabulary ({x}, {y} are operands)
+    fresh_draw: bool = False  # each application gets its own random draw (drop)
+
+
+# --- torch helpers: values are tensors or Python floats (step-only subexpressions stay scalars) ---
+
+def _clamped_step(env) -> Any:
+    t = env.t
+    return torch.clamp(t, max=env.T) if isinstance(t, torch.Tensor) else min(t, env.T)
+
+
+def _cos(x: Any) -> Any:
+    return torch.cos(x) if isinstance(x, torch.Tensor) else math.cos(x)
+
+
+def _ld(env) -> Any:
+    """ld(t) = (T - t) / T."""
+    return (env.T - _clamped_step(env)) / env.T
+
+
+def _cd(env, n: float) -> Any:
+    """cd(t; n) = 0.5 * (1 + cos(2 pi n t / T))."""
+    return 0.5 * (1.0 + _cos(2.0 * math.pi * n * _clamped_step(env) / env.T))
+
+
+def _rd(env, n: float) -> Any:
+    """rd(t; n) = 0.5 * (1 + cos(pi * ((n t) mod T) / T))."""
+    return 0.5 * (1.0 + _cos(math.pi * ((n * _clamped_step(env)) % env.T) / env.T))
+
+
+def _drop(env, x: Any, p: float, k: int) -> Any:
+    """Inverted dropout with drop probability p: x * (u >= p) / (1 - p)."""
+    keep = env.rand(f"drop{k}") >= p
+    return x * keep / (1.0 - p)
+
+
+def _anneal(env) -> Any:
+    return env.randn("anneal") * (1.0 + env.t) ** (-ANNEAL_POWER / 2)
+
+
+def _protected_div(x: sympy.Expr, y: sympy.Expr) -> sympy.Expr:
+    return x / (y + F.delta)
+
+
+def _pow(x: sympy.Expr, y: sympy.Expr) -> sympy.Expr:
+    # Exact SymPy arithmetic on 9^9^9 would never finish; beyond float range the value is inf or 0.
+    if x.is_Number and y.is_Number and abs(float(y)) > 64:
+        try:
+            return sympy.Float(math.pow(float(x), float(y)))
+        except OverflowError:
+            return sympy.oo
+        except ValueError:
+            return sympy.nan
+    return sympy.Pow(x, y)
+
+
+_positive = Param("c", lambda c: c > 0, "c > 0")
+_probability = Param("p", lambda p: 0 <= p < 1, "0 <= p < 1")
+_periods = lambda default: Param("n", lambda n: n > 0, "n > 0", default)  # noqa: E731
+
+
+PRIMITIVES: tuple[Primitive, ...] = (
+    # operands
+    Primitive("g", "operand", 0, lambda: F.g, "the gradient", node=F.g,
+              torch=lambda env: env.tensor("g"), latex="g", search=("g", "sign(g)")),
+    Primitive("g2", "operand", 0, lambda: F.g**2, "g^2, elementwise", search=("g2",)),
+    Primitive("g3", "operand", 0, lambda: F.g**3, "g^3, elementwise", search=("g3",)),
+    Primitive("m", "operand", 0, lambda: F.m, "running average of g (beta1 = 0.9), bias-corrected",
+              node=F.m, torch=lambda env: env.tensor("m"), latex=r"\hat{m}", search=("m", "sign(m)")),
+    Primitive("v", "operand", 0, lambda: F.v, "running average of g^2 (beta2 = 0.999), bias-corrected",
+              node=F.v, torch=lambda env: env.tensor("v"), latex=r"\hat{v}", search=("v",)),
+    Primitive("y", "operand", 0, lambda: F.y, "running average of g^3 (beta3 = 0.999), bias-corrected",
+              node=F.y, torch=lambda env: env.tensor("y"), latex=r"\hat{\gamma}", search=("y",)),
+    Primitive("w", "operand", 0, lambda: F.w, "the weight itself (weight-decay terms such as 1e-4*w)",
+              node=F.w, torch=lambda env: env.tensor("w"), latex="w",
+              search=("1e-4*w", "1e-3*w", "1e-2*w", "1e-1*w")),
+    Primitive("noise", "operand", 0, lambda: F.noise,
+              "Gaussian noise N(0, 0.01^2), fresh per step and element (0.01 is the std)",
+              node=F.noise, torch=lambda env: NOISE_STD * env.randn("noise"), latex=r"\epsilon",
+              search=("noise",)),
+    Primitive("anneal", "operand", 0, lambda: F.anneal,
+              "annealed noise N(0, 1 / (1 + t)^0.55), fresh per step and element",
+              node=F.anneal, torch=_anneal, latex=r"\epsilon_t", search=("anneal",)),
+    Primitive("adam", "operand", 0, lambda: _protected_div(F.m, sympy.sqrt(F.v)),
+              "Adam's direction m / (sqrt(v) + delta)", search=("adam",)),
+    Primitive("rmsprop", "operand", 0, lambda: _protected_div(F.g, sympy.sqrt(F.v)),
+              "RMSProp's direction g / (sqrt(v) + delta)", search=("rmsprop",)),
+    Primitive("e", "operand", 0, lambda: sympy.E, "Euler's number"),
+    # schedules of the step t over T total steps
+    Primitive("ld", "schedule", 0, lambda: F.ld, "linear decay (T - t) / T", node=F.ld, torch=_ld,
+              latex=r"\operatorname{ld}(t)", search=("ld",)),
+    Primitive("cd", "schedule", 0, F.CosineDecay, "cosine decay 0.5 (1 + cos(2 pi n t / T)), n = 0.5",
+              params=(_periods(0.5),), node=F.CosineDecay, torch=_cd, search=("cd",)),
+    Primitive("rd", "schedule", 0, F.RestartDecay,
+              "restart decay 0.5 (1 + cos(pi ((n t) mod T) / T)), n = 1",
+              params=(_periods(1.0),), node=F.RestartDecay, torch=_rd, search=("rd",)),
+    # unary functions
+    Primitive("id", "unary", 1, lambda x: x, "identity", search=("{x}",)),
+    Primitive("neg", "unary", 1, lambda x: -x, "negation -x", search=("neg({x})",)),
+    Primitive("exp", "unary", 1, sympy.exp, "exp(x)", node=sympy.exp,
+              torch=lambda env, x: torch.exp(x), search=("exp({x})",)),
+    Primitive("log", "unary", 1, lambda x: sympy.log(sympy.Abs(x)), "log|x|", node=sympy.log,
+              torch=lambda env, x: torch.log(x), search=("log({x})",)),
+    Primitive("sqrt", "unary", 1, lambda x: sympy.sqrt(sympy.Abs(x)), "sqrt|x|",
+              search=("sqrt({x})",)),
+    Primitive("abs", "unary", 1, sympy.Abs, "|x|", node=sympy.Abs, torch=lambda env, x: torch.abs(x)),
+    Primitive("sign", "unary", 1, sympy.sign, "sign(x) in {-1, 0, 1}", node=sympy.sign,
+              torch=lambda env, x: torch.sign(x), search=("sign({x})",)),
+    Primitive("clip", "unary", 1, F.Clip, "clamp x to [-c, c]", params=(_positive,), node=F.Clip,
+              torch=lambda env, x, c: torch.clamp(x, -c, c),
+              search=("clip({x}, 1e-5)", "clip({x}, 1e-4)", "clip({x}, 1e-3)")),
+    Primitive("drop", "unary", 1, F.make_drop, "dropout of x with drop probability p (rescaled by 1/(1-p))",
+              params=(_probability,), node=F.Drop, torch=_drop, fresh_draw=True,
+              search=("drop({x}, 0.1)", "drop({x}, 0.3)", "drop({x}, 0.5)")),
+    # binary functions
+    Primitive("add", "binary", 2, lambda x, y: x + y, "x + y", search=("{x} + {y}",)),
+    Primitive("sub", "binary", 2, lambda x, y: x - y, "x - y", search=("{x} - {y}",)),
+    Primitive("mul", "binary", 2, lambda x, y: x * y, "x * y", search=("{x} * {y}",)),
+    Primitive("div", "binary", 2, _protected_div, "protected division x / (y + delta), delta = 1e-8",
+              search=("{x} / {y}",)),
+    Primitive("pow", "binary", 2, _pow, "x ^ y", search=("{x} ^ {y}",)),
+    Primitive("keep", "binary", 2, lambda x, y: x, "keep-left: x", search=("keep({x}, {y})",)),
+)
+
+REGISTRY: dict[str, Primitive] = {p.name: p for p in PRIMITIVES}
+
+# Numeric constants among the search's operands (the paper's 1 and 2).
+SEARCH_CONSTANTS: tuple[str, ...] = ("1", "2")
+
+# Named rules: one line of DSL each; {f} is the sign decay (1, ld, cd or rd).
+DECAYS: tuple[str, ...] = ("ld", "cd", "rd")
+NAMED_RULES: dict[str, str] = {
+    "sgd": "g",
+    "powersign": "e^({f} * sign(g) * sign(m)) * g",
+    "addsign": "(1 + {f} * sign(g) * sign(m)) * g",
+}
+
+# SymPy node -> the entry that runs it on tensors (the compiler's view of the table).
+NODE_ENTRIES: dict[Any, Primitive] = {p.node: p for p in PRIMITIVES if p.node is not None}
+
+
+def named_rule_text(name: str, decay: str | None = None) -> str:
+    """The DSL text of a named rule, e.g. named_rule_text("powersign", "cd")."""
+    return NAMED_RULES[name].format(f=decay or "1")
+
+
+def latex_symbol_names() -> dict[sympy.Symbol, str]:
+    """How operand symbols print in LaTeX (m -> \\hat{m}, ...)."""
+    names = {p.node: p.latex for p in PRIMITIVES if isinstance(p.node, sympy.Symbol) and p.latex}
+    names[F.delta] = r"\delta"
+    return names

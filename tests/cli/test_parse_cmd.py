@@ -1,0 +1,41 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nos_cli import main
+
+
+def test_parse_json_has_the_contract_fields(capsys):
+    assert main(["parse", "--json", "exp(sign(g)*sign(m)) * g"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"input", "canonical", "latex", "key", "fingerprint", "scale_fingerprint", "operands", "flags"}
+    assert out["input"] == "exp(sign(g)*sign(m)) * g"
+    assert out["operands"] == ["g", "m"] and out["flags"] == []
+
+
+def test_parse_text_output(capsys):
+    assert main(["parse", "powersign-cd"]) == 0
+    out = capsys.readouterr().out
+    assert "canonical" in out and "scheduled" in out
+
+
+@pytest.mark.parametrize("rule, message", [("g +", "column 3"), ("foo(g)", "unknown name"), ("", "empty rule")])
+def test_bad_rule_is_one_line_error_and_exit_2(capsys, rule, message):
+    assert main(["parse", rule]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_console_script_never_prints_a_traceback():
+    proc = subprocess.run([sys.executable, "-m", "nos_cli", "parse", "g\x01 + ("], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+def test_usage_mistake_is_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["parse"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.startswith("error: ")
