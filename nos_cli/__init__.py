@@ -12,6 +12,7 @@ from nos_cli.config import add_config_arguments, config_from_namespace
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "parse": ("nos_cli.parse_cmd", "parse a rule: canonical form, LaTeX, key, fingerprints, flags"),
+    "eval": ("nos_cli.eval_cmd", "score rules and torch's baselines on a child task"),
 }
 
 
