@@ -1,0 +1,95 @@
+"""The controller: an autoregressive LSTM that emits a rule one token at a time (Bello et al. 2017).
+
+One layer, 150 units, every weight uniform in [-0.08, 0.08] (the paper's controller). The input at step p
+is the embedding of the token chosen at step p-1 (a start token at step 0) plus an embedding of p. One
+embedding table holds every kind's tokens, each kind at its own offset, because the same index means
+different things at an operand and at a unary position. Each kind has its own output head; the search
+space's mask for the position sets invalid logits to -inf, so every sample is a valid rule by construction.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from controller.space import KINDS, SearchSpace
+
+
+class LSTMPolicy(nn.Module):
+    """A distribution over the token sequences of `space`: `sample` draws, `evaluate` scores."""
+
+    def __init__(self, space: SearchSpace, hidden: int = 150, init_range: float = 0.08, seed: int = 0) -> None:
+        super().__init__()
+        self.space = space
+        sizes = {kind: space.vocab_size(kind) for kind in KINDS}
+        start = {kind: 1 + sum(sizes[k] for k in KINDS[:i]) for i, kind in enumerate(KINDS)}  # 0 = start token
+        self.embedding = nn.Embedding(1 + sum(sizes.values()), hidden)
+        self.position_embedding = nn.Embedding(space.n_positions, hidden)
+        self.lstm = nn.LSTM(hidden, hidden, batch_first=True)
+        self.heads = nn.ModuleDict({kind: nn.Linear(hidden, sizes[kind]) for kind in KINDS})
+
+        kinds = [pos.kind for pos in space.positions]
+        width = max(sizes.values())
+        masks = torch.zeros(space.n_positions, width, dtype=torch.bool)  # [P, V_max]; padding is False
+        for p in range(space.n_positions):
+            masks[p, : space.choices(p)] = space.mask(p)
+        # Derived from the space, so not part of the checkpoint.
+        self.register_buffer("offsets", torch.tensor([start[k] for k in kinds]), persistent=False)  # [P]
+        self.register_buffer("masks", masks, persistent=False)
+        self.kinds = kinds
+
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for param in self.parameters():
+                param.uniform_(-init_range, init_range, generator=generator)
+
+    @torch.no_grad()
+    def sample(self, batch_size: int, generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Draw `batch_size` rules: tokens LongTensor[B, P], their log-probabilities [B] and the entropy of
+        each step's distribution summed over the steps [B]. No gradient: these are PPO's old log-probs."""
+        tokens = torch.zeros(batch_size, self.space.n_positions, dtype=torch.long)  # [B, P]
+        logprobs = torch.zeros(batch_size)  # [B]
+        entropy = torch.zeros(batch_size)  # [B]
+        previous = torch.zeros(batch_size, dtype=torch.long)  # [B], the start token
+        state = None
+        for p in range(self.space.n_positions):
+            x = self.embedding(previous) + self.position_embedding.weight[p]  # [B, H]
+            out, state = self.lstm(x[:, None], state)  # out: [B, 1, H]
+            logp = self._log_probs(out[:, 0], p)  # [B, V]
+            token = torch.multinomial(logp.exp(), 1, generator=generator)[:, 0]  # [B]
+            tokens[:, p] = token
+            logprobs += logp.gather(1, token[:, None])[:, 0]
+            entropy += self._entropy(logp, p)
+            previous = token + self.offsets[p]
+        return tokens, logprobs, entropy
+
+    def evaluate(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probabilities [B] and summed entropies [B] of given tokens [B, P] (teacher forcing), with
+        gradient: PPO's new log-probs."""
+        batch_size = tokens.shape[0]
+        start = torch.zeros(batch_size, 1, dtype=torch.long)
+        previous = torch.cat([start, tokens[:, :-1] + self.offsets[:-1]], dim=1)  # [B, P]
+        x = self.embedding(previous) + self.position_embedding.weight  # [B, P, H]
+        out, _ = self.lstm(x)  # [B, P, H]
+        logprobs = torch.zeros(batch_size)
+        entropy = torch.zeros(batch_size)
+        for p in range(self.space.n_positions):
+            logp = self._log_probs(out[:, p], p)  # [B, V]
+            logprobs = logprobs + logp.gather(1, tokens[:, p, None])[:, 0]
+            entropy = entropy + self._entropy(logp, p)
+        return logprobs, entropy
+
+    def _log_probs(self, h: torch.Tensor, p: int) -> torch.Tensor:
+        """Masked log-softmax of the position's head: [B, H] -> [B, V_kind], -inf where invalid."""
+        logits = self.heads[self.kinds[p]](h)
+        mask = self.masks[p, : logits.shape[1]]
+        return torch.log_softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
+
+    def _entropy(self, logp: torch.Tensor, p: int) -> torch.Tensor:
+        """-sum p log p over the valid tokens [B]."""
+        probs = logp.exp()  # 0 where invalid
+        logp = logp.masked_fill(~self.masks[p, : logp.shape[1]], 0.0)  # so no 0 * -inf reaches the gradient
+        return -(probs * logp).sum(-1)
+
+
+__all__ = ["LSTMPolicy"]
