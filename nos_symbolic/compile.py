@@ -7,19 +7,23 @@ dtype, or Python floats for parts that depend only on the step (schedules), whic
 
 The environment an update sees (`Env`) supplies the operand tensors, the step t and total steps T, and
 standard random draws; the optimizer and the fingerprint probes are two environments.
+
+`InplaceRunner` runs a Program on flat tensors of one size with preallocated buffers: instructions
+that have a kernel (the same value written into a given tensor) reuse the buffer of an input that dies
+there, so an optimizer step over millions of elements allocates nothing and gives the same values.
 """
 from __future__ import annotations
 
 import math
-import operator
 from dataclasses import dataclass
-from functools import lru_cache, reduce
+from functools import lru_cache
 from typing import Any, Callable, Protocol
 
 import sympy
 import torch
 
 from nos_symbolic import functions as F
+from nos_symbolic.errors import NosError
 from nos_symbolic.registry import DELTA, NODE_ENTRIES
 
 Value = Any  # torch.Tensor | float
@@ -41,19 +45,22 @@ class Env(Protocol):
         """Uniform [0, 1) draws shaped like g; one draw per key per step."""
 
 
-class CompileError(ValueError):
+class CompileError(NosError):
     """A SymPy node with no torch mapping."""
 
 
 Instruction = tuple[Callable[..., Value], tuple[int, ...], tuple[Any, ...]]
+Kernel = Callable[..., Any]  # (out, *values, *params): an instruction's value written into `out`
 
 
 @dataclass(frozen=True)
 class Program:
-    """update(env) for one rule. `operands` names the tensors it reads (its state needs)."""
+    """update(env) for one rule. `operands` names the tensors it reads (its state needs);
+    `kernels[i]`, where not None, computes instruction i into a given tensor (see InplaceRunner)."""
 
     instructions: tuple[Instruction, ...]
     operands: frozenset[str]
+    kernels: tuple[Kernel | None, ...] = ()
 
     def __call__(self, env: Env) -> torch.Tensor:
         regs: list[Value] = []
@@ -70,12 +77,12 @@ def _const(value: float) -> Callable[..., float]:
     return lambda env: value
 
 
-def _add(env: Env, *xs: Value) -> Value:
-    return reduce(operator.add, xs)
+def _add(env: Env, x: Value, y: Value) -> Value:
+    return x + y
 
 
-def _mul(env: Env, *xs: Value) -> Value:
-    return reduce(operator.mul, xs)
+def _mul(env: Env, x: Value, y: Value) -> Value:
+    return x * y
 
 
 def _on_scalars(fn: Callable[..., Value]) -> Callable[..., Value]:
@@ -92,25 +99,51 @@ def _on_scalars(fn: Callable[..., Value]) -> Callable[..., Value]:
     return run
 
 
-_POWERS: dict[Any, Callable[[Value], Value]] = {
-    sympy.Integer(2): lambda x: x * x,
-    sympy.Integer(3): lambda x: x * x * x,
-    sympy.Integer(-1): lambda x: 1.0 / x,
-    sympy.Rational(1, 2): lambda x: torch.sqrt(x),
-    sympy.Rational(-1, 2): lambda x: torch.rsqrt(x),
+def _pow(env: Env, x: Value, e: Value) -> Value:
+    return torch.pow(x, e)
+
+
+# --- kernels: (out, *values, *params) -> the instruction's value written into out ---
+# Each gives bit-for-bit the value of its instruction (x + y with a float x is y + x, exactly).
+
+def _add_into(out: torch.Tensor, x: Value, y: Value) -> None:
+    torch.add(x, y, out=out) if isinstance(x, torch.Tensor) else torch.add(y, x, out=out)
+
+
+def _mul_into(out: torch.Tensor, x: Value, y: Value) -> None:
+    torch.mul(x, y, out=out) if isinstance(x, torch.Tensor) else torch.mul(y, x, out=out)
+
+
+def _pow_into(out: torch.Tensor, x: Value, e: Value) -> None:
+    torch.pow(x, e, out=out)
+
+
+# Constant exponents with a cheaper exact form (x^2 and x^3 are emitted as products):
+# exponent -> (instruction, kernel); 1.0 / x is x.reciprocal() * 1.0 in torch, the reciprocal exactly.
+_POWERS: dict[Any, tuple[Callable[..., Value], Kernel]] = {
+    sympy.Integer(-1): (_on_scalars(lambda env, x: 1.0 / x), lambda out, x: torch.reciprocal(x, out=out)),
+    sympy.Rational(1, 2): (_on_scalars(lambda env, x: torch.sqrt(x)), lambda out, x: torch.sqrt(x, out=out)),
+    sympy.Rational(-1, 2): (_on_scalars(lambda env, x: torch.rsqrt(x)),
+                            lambda out, x: torch.rsqrt(x, out=out)),
 }
 
 
-def _pow_const(exponent: sympy.Expr) -> Callable[..., Value]:
+def _pow_const(exponent: sympy.Expr) -> tuple[Callable[..., Value], Kernel]:
     special = _POWERS.get(exponent)
     if special is not None:
-        return _on_scalars(lambda env, x: special(x))
+        return special
     e = float(exponent)
-    return _on_scalars(lambda env, x: torch.pow(x, e))
+    return _on_scalars(lambda env, x: torch.pow(x, e)), lambda out, x: torch.pow(x, e, out=out)
 
 
-def _pow(env: Env, x: Value, e: Value) -> Value:
-    return torch.pow(x, e)
+# Registry entries whose torch implementation has an out= form (by entry name).
+_ENTRY_KERNELS: dict[str, Kernel] = {
+    "exp": lambda out, x: torch.exp(x, out=out),
+    "log": lambda out, x: torch.log(x, out=out),
+    "abs": lambda out, x: torch.abs(x, out=out),
+    "sign": lambda out, x: torch.sign(x, out=out),
+    "clip": lambda out, x, c: torch.clamp(x, -c, c, out=out),
+}
 
 
 def _number(e: sympy.Expr) -> float:
@@ -125,36 +158,53 @@ def _param(e: sympy.Expr) -> int | float:
 
 @lru_cache(maxsize=8192)
 def compile_expr(expr: sympy.Expr) -> Program:
-    """Compile a SymPy rule into a Program (cached: compiling a rule twice costs a dict lookup)."""
+    """Compile a SymPy rule into a Program (cached: compiling a rule twice costs a dict lookup).
+
+    Sums and products of n terms become n - 1 binary instructions, left to right, as reduce would."""
     index: dict[sympy.Basic, int] = {}
     code: list[Instruction] = []
+    kernels: list[Kernel | None] = []
     operands: set[str] = set()
 
-    def emit(fn: Callable[..., Value], args: tuple[int, ...] = (), params: tuple = ()) -> int:
+    def emit(fn: Callable[..., Value], args: tuple[int, ...] = (), params: tuple = (),
+             kernel: Kernel | None = None) -> int:
         code.append((fn, args, params))
+        kernels.append(kernel)
         return len(code) - 1
+
+    def chain(fn: Callable[..., Value], kernel: Kernel, regs: list[int]) -> int:
+        acc = regs[0]
+        for reg in regs[1:]:
+            acc = emit(fn, (acc, reg), (), kernel)
+        return acc
 
     def visit(e: sympy.Basic) -> int:
         if e in index:
             return index[e]
         if e is F.delta:
             reg = emit(_const(DELTA))
+        elif e is sympy.I:  # a complex intermediate: torch's real arithmetic gives NaN there
+            reg = emit(_const(math.nan))
         elif e.is_Number or isinstance(e, sympy.NumberSymbol) or e is sympy.zoo:
             reg = emit(_const(_number(e)))
         elif isinstance(e, sympy.Add):
-            reg = emit(_add, tuple(visit(a) for a in e.args))
+            reg = chain(_add, _add_into, [visit(a) for a in e.args])
         elif isinstance(e, sympy.Mul):
-            reg = emit(_mul, tuple(visit(a) for a in e.args))
+            reg = chain(_mul, _mul_into, [visit(a) for a in e.args])
         elif isinstance(e, sympy.Pow):
-            base, exponent = e.args
-            if exponent.is_Number:
-                reg = emit(_pow_const(exponent), (visit(base),))
-            else:
-                reg = emit(_on_scalars(_pow), (visit(base), visit(exponent)))
+            reg = _visit_pow(*e.args)
         else:
             reg = _visit_entry(e)
         index[e] = reg
         return reg
+
+    def _visit_pow(base: sympy.Expr, exponent: sympy.Expr) -> int:
+        if exponent in (2, 3):  # x * x, x * x * x
+            return chain(_mul, _mul_into, [visit(base)] * int(exponent))
+        if exponent.is_Number:
+            fn, kernel = _pow_const(exponent)
+            return emit(fn, (visit(base),), (), kernel)
+        return emit(_on_scalars(_pow), (visit(base), visit(exponent)), (), _pow_into)
 
     def _visit_entry(e: sympy.Basic) -> int:
         entry = NODE_ENTRIES.get(e if isinstance(e, sympy.Symbol) else type(e))
@@ -167,7 +217,112 @@ def compile_expr(expr: sympy.Expr) -> Program:
         args = tuple(visit(a) for a in e.args[: entry.arity])
         params = tuple(_param(p) for p in e.args[entry.arity:])
         fn = entry.torch if entry.arity == 0 else _on_scalars(entry.torch)
-        return emit(fn, args, params)
+        return emit(fn, args, params, _ENTRY_KERNELS.get(entry.name))
 
     visit(expr)
-    return Program(tuple(code), frozenset(operands))
+    return Program(tuple(code), frozenset(operands), tuple(kernels))
+
+
+class _KindProbe:
+    """A 2-element Env: what kind of value each instruction makes does not depend on the size."""
+
+    def __init__(self, like: torch.Tensor, T: Any) -> None:
+        self.t = 1.0
+        self.T = 1.0 if T is None else T
+        self.like = like
+        self.draws: list[tuple[str, str]] = []  # (method, key) in the order the program asks
+
+    def tensor(self, name: str) -> torch.Tensor:
+        return self.like
+
+    def randn(self, key: str) -> torch.Tensor:
+        self.draws.append(("randn", key))
+        return torch.zeros_like(self.like)
+
+    def rand(self, key: str) -> torch.Tensor:
+        self.draws.append(("rand", key))
+        return torch.zeros_like(self.like)
+
+
+class InplaceRunner:
+    """A Program run on flat tensors of one dtype and device, writing into buffers the caller owns.
+
+    A dry run on two elements tells which registers are tensors like g (same shape and dtype); each
+    instruction making one and having a kernel writes it into a scratch buffer, the buffer of an input
+    that dies there when there is one (an in-place kernel). Every other instruction (operands, scalars,
+    random draws) runs as in `Program.__call__`. Values are bit-for-bit those of `Program.__call__`.
+
+    `runner(env, buffers)` takes `n_buffers` tensors shaped like env.tensor("g") and returns (a, b):
+    the update is a * b when the last instruction is a product of two such tensors (left undone, so
+    the caller can fuse it into w - lr * a * b), else (update, None). `draws` lists the random draws,
+    (method, key), in the order the program makes them.
+    """
+
+    def __init__(self, program: Program, dtype: torch.dtype, device: torch.device | str,
+                 T: Any = None) -> None:
+        probe = _KindProbe(torch.ones(2, dtype=dtype, device=device), T)
+        like = _register_kinds(program, probe)
+        self.draws: tuple[tuple[str, str], ...] = tuple(probe.draws)
+        code, n = program.instructions, len(program.instructions)
+        last_fn, last_args, _ = code[-1]
+        self._product = last_fn is _mul and like[n - 1] and all(like[a] for a in last_args)
+        self._steps, self.n_buffers = _plan(program, like, n - 1 if self._product else n)
+        self._last_args = last_args
+        self._size = n
+
+    def __call__(self, env: Env, buffers: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        regs: list[Value] = [None] * self._size
+        for i, (fn, args, params, buffer) in enumerate(self._steps):
+            if buffer is None:
+                regs[i] = fn(env, *[regs[a] for a in args], *params)
+            else:
+                out = regs[i] = buffers[buffer]
+                fn(out, *[regs[a] for a in args], *params)
+        if self._product:
+            a, b = self._last_args
+            return regs[a], regs[b]
+        out, like = regs[-1], env.tensor("g")
+        if not isinstance(out, torch.Tensor):
+            return torch.full_like(like, float(out)), None
+        return (out if out.shape == like.shape else out.expand_as(like).clone()), None
+
+
+def _register_kinds(program: Program, probe: _KindProbe) -> list[bool]:
+    """For each register: is it a tensor shaped and typed like g?"""
+    regs: list[Value] = []
+    with torch.no_grad():
+        for fn, args, params in program.instructions:
+            regs.append(fn(probe, *(regs[i] for i in args), *params))
+    like = probe.like
+    return [isinstance(r, torch.Tensor) and r.shape == like.shape and r.dtype == like.dtype
+            and r.device == like.device for r in regs]
+
+
+def _plan(program: Program, like: list[bool], stop: int) -> tuple[list[tuple], int]:
+    """Steps (fn or kernel, args, params, buffer index or None) for instructions [0, stop) and the
+    number of buffers. A buffer is reused once the register in it is read for the last time."""
+    code = program.instructions
+    kernels = program.kernels or (None,) * len(code)
+    last_use = list(range(len(code)))
+    for i, (_, args, _) in enumerate(code):
+        for a in args:
+            last_use[a] = i
+    last_use[-1] = len(code)  # the result stays
+    buffer_of: dict[int, int] = {}
+    free: list[int] = []
+    n_buffers = 0
+    steps = []
+    for i in range(stop):
+        fn, args, params = code[i]
+        for a in set(args):
+            if last_use[a] == i and a in buffer_of:
+                free.append(buffer_of[a])
+        if kernels[i] is not None and like[i]:
+            if not free:
+                free.append(n_buffers)
+                n_buffers += 1
+            buffer_of[i] = free.pop()
+            steps.append((kernels[i], args, params, buffer_of[i]))
+        else:
+            steps.append((fn, args, params, None))
+    return steps, n_buffers

@@ -101,7 +101,10 @@ def _pow(x: sympy.Expr, y: sympy.Expr) -> sympy.Expr:
             return sympy.oo
         except ValueError:
             return sympy.nan
-    return sympy.Pow(x, y)
+    result = sympy.Pow(x, y)
+    # SymPy takes the complex branch for a negative base ((-1)^0.5 = I); torch gives NaN. Keep the
+    # power unevaluated so the rule computes what torch computes.
+    return sympy.Pow(x, y, evaluate=False) if result.has(sympy.I) else result
 
 
 _positive = Param("c", lambda c: c > 0, "c > 0")
