@@ -13,6 +13,10 @@ from nos_cli.config import add_config_arguments, config_from_namespace
 COMMANDS: dict[str, tuple[str, str]] = {
     "parse": ("nos_cli.parse_cmd", "parse a rule: canonical form, LaTeX, key, fingerprints, flags"),
     "eval": ("nos_cli.eval_cmd", "score rules and torch's baselines on a child task"),
+    "search": ("nos_cli.search_cmd", "search for update rules (PPO, random or evolution)"),
+    "top": ("nos_cli.top_cmd", "the best rules of a search run"),
+    "families": ("nos_cli.families_cmd", "group rules into families such as PowerSign and AddSign"),
+    "report": ("nos_cli.report_cmd", "write a report (tables, family tree, plots) for a search run"),
 }
 
 

@@ -8,7 +8,7 @@ dtype, or Python floats for parts that depend only on the step (schedules), whic
 The environment an update sees (`Env`) supplies the operand tensors, the step t and total steps T, and
 standard random draws; the optimizer and the fingerprint probes are two environments.
 
-`InplaceRunner` runs a Program on flat tensors of one size with preallocated buffers: instructions
+`InplaceRunner` runs a Program on flat tensors with buffers the caller allocates once: instructions
 that have a kernel (the same value written into a given tensor) reuse the buffer of an input that dies
 there, so an optimizer step over millions of elements allocates nothing and gives the same values.
 """
@@ -268,16 +268,16 @@ class InplaceRunner:
         self._product = last_fn is _mul and like[n - 1] and all(like[a] for a in last_args)
         self._steps, self.n_buffers = _plan(program, like, n - 1 if self._product else n)
         self._last_args = last_args
-        self._size = n
 
     def __call__(self, env: Env, buffers: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        regs: list[Value] = [None] * self._size
-        for i, (fn, args, params, buffer) in enumerate(self._steps):
+        regs: list[Value] = []
+        for fn, args, params, buffer in self._steps:
             if buffer is None:
-                regs[i] = fn(env, *[regs[a] for a in args], *params)
+                regs.append(fn(env, *[regs[a] for a in args], *params))
             else:
-                out = regs[i] = buffers[buffer]
+                out = buffers[buffer]
                 fn(out, *[regs[a] for a in args], *params)
+                regs.append(out)
         if self._product:
             a, b = self._last_args
             return regs[a], regs[b]

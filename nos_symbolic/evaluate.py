@@ -124,13 +124,22 @@ def run_protocol(task, factory, config: EvalConfig) -> EvalResult:
     """The lr grid and the final run, with failures turned into `error` results."""
     from nos_symbolic.tasks.train import evaluate_factory
 
+    import torch
+
     start = time.perf_counter()
+    threads = torch.get_num_threads()
+    # One thread, as in a worker process: float reductions then add up in the same order, so a rule
+    # scores the same in this process and on any worker. (Child networks this small gain little from
+    # more threads; parallelism comes from running evaluations side by side.)
+    torch.set_num_threads(1)
     try:
         return evaluate_factory(task, factory, lrs=config.lrs, epochs=config.epochs,
                                 grid_epochs=config.grid_epochs, seed=config.seed, device=config.device)
     except Exception as err:  # a wild rule or a bug in one evaluation must not end a search
         return EvalResult(status="error", seed=config.seed, seconds=time.perf_counter() - start,
                           reason=f"{type(err).__name__}: {err}"[:500])
+    finally:
+        torch.set_num_threads(threads)
 
 
 def evaluate_job(payload: dict[str, Any]) -> EvalResult:

@@ -1,0 +1,116 @@
+"""Search for update rules: an LSTM controller trained with PPO (or random search, or regularized
+evolution) samples rules; each unseen rule is scored by briefly training a small network.
+
+With no arguments it runs the default search on mnist1d on every core and prints the best rules.
+A run directory keeps the config, the SQLite store and the controller checkpoint; --resume continues
+a run after Ctrl-C or a crash."""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from nos_symbolic.tasks.train import DEFAULT_LRS
+
+
+@dataclass(frozen=True)
+class Config:
+    strategy: str = field(default="ppo", metadata={"choices": ["ppo", "random", "evolution"],
+                                                   "help": "ppo (the paper's controller), random or evolution"})
+    budget: int = field(default=150, metadata={"help": "evaluations (child trainings), not samples"})
+    workers: int | None = field(default=None, metadata={"help": "worker processes (default: one per core; 0: in this process)"})
+    run_dir: str | None = field(default=None, metadata={"help": "run directory (default runs/STRATEGY-DATE-TIME)"})
+    resume: bool = field(default=False, metadata={"help": "continue the run in --run-dir"})
+    seed: int = field(default=0, metadata={"help": "the strategy's seed"})
+    groups: int = field(default=3, metadata={"help": "5-token groups per rule"})
+    round_size: int = field(default=16, metadata={"help": "samples per round (the PPO batch)"})
+    timeout: float = field(default=300.0, metadata={"help": "seconds before an evaluation is killed"})
+    backend: str = field(default="local", metadata={"choices": ["local", "ray"],
+                                                    "help": "local worker processes, or a Ray cluster (pip install 'nos-symbolic[ray]')"})
+    address: str | None = field(default=None, metadata={"help": "Ray address: auto or ray://host:10001 (default: a local Ray instance)"})
+    cpus_per_eval: float = field(default=1.0, metadata={"help": "Ray: CPUs per evaluation"})
+    gpus_per_eval: float = field(default=0.0, metadata={"help": "Ray: GPUs per evaluation (the child task then runs on cuda)"})
+    task: str = field(default="mnist1d", metadata={"choices": ["mnist1d", "mnist1d-mlp", "cifar10"], "help": "child task"})
+    data_dir: str | None = field(default=None, metadata={"help": "CIFAR-10 folder"})
+    subset: int | None = field(default=None, metadata={"help": "CIFAR-10: training images to use"})
+    epochs: int = field(default=5, metadata={"help": "epochs of each final run"})
+    lrs: tuple[float, ...] = field(default=DEFAULT_LRS, metadata={"nargs": "+", "help": "learning-rate grid"})
+    eval_seed: int = field(default=0, metadata={"help": "seed of every evaluation"})
+    top: int = field(default=10, metadata={"help": "best rules to print at the end"})
+
+
+def search_config(config: Config):
+    """The SearchConfig this command line describes."""
+    import os
+
+    from controller.search import SearchConfig
+    from nos_symbolic.evaluate import EvalConfig
+
+    eval_config = EvalConfig(task=config.task, data_dir=config.data_dir, subset=config.subset, epochs=config.epochs,
+                             lrs=tuple(config.lrs), seed=config.eval_seed,
+                             device="cuda" if config.gpus_per_eval > 0 else "cpu")
+    eval_config.task_options()  # refuse --data-dir for mnist1d before anything is written
+    workers = config.workers if config.workers is not None else (os.cpu_count() or 1)
+    return SearchConfig(strategy=config.strategy, budget=config.budget, workers=workers, seed=config.seed,
+                        n_groups=config.groups, round_size=config.round_size, timeout=config.timeout,
+                        backend=config.backend, address=config.address, cpus_per_eval=config.cpus_per_eval,
+                        gpus_per_eval=config.gpus_per_eval, eval=eval_config)
+
+
+def run(config: Config) -> int:
+    from controller.search import Search
+    from nos_symbolic.errors import NosError
+
+    if config.resume and config.run_dir is None:
+        raise NosError("--resume needs --run-dir: the run to continue")
+    run_dir = Path(config.run_dir or f"runs/{config.strategy}-{datetime.now():%Y%m%d-%H%M%S}")
+    search = Search(search_config(config), run_dir, resume=config.resume)
+    reporter = Reporter(config.budget)
+    try:
+        progress = search.run(reporter.update)
+    finally:
+        reporter.close()
+        top = search.store.top(config.top)
+        search.close()
+    print(_summary(progress, top, run_dir))
+    return 0
+
+
+class Reporter:
+    """A progress bar on a terminal; a line every `every` seconds otherwise."""
+
+    def __init__(self, budget: int, every: float = 10.0) -> None:
+        self.tty, self.every, self.last = sys.stderr.isatty(), every, 0.0
+        self.bar = None
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=budget, desc="search", unit="eval", file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, p) -> None:
+        info = f"hits {p.cache_hits}/{p.samples}  rejected {p.rejected}  best {p.best_reward:.4f}  {p.best_rule[:50]}"
+        if self.bar is not None:
+            self.bar.n = p.evaluations
+            self.bar.set_postfix_str(info, refresh=True)
+        elif time.monotonic() - self.last >= self.every or p.evaluations >= p.budget:
+            self.last = time.monotonic()
+            sys.stderr.write(f"[{p.wall_seconds:7.1f}s] evaluations {p.evaluations}/{p.budget}  {info}\n")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _summary(p, top, run_dir: Path) -> str:
+    minutes = max(p.wall_seconds, 1e-9) / 60
+    lines = [f"{p.evaluations} evaluations, {p.samples} samples ({p.cache_hits} cache hits, {p.rejected} rejected "
+             f"by the pre-screen) in {p.wall_seconds:.0f} s: {p.evaluations / minutes:.1f} evaluations/min",
+             "", f"{'reward':>7}  {'test':>6}  {'lr':>7}  rule (canonical form)"]
+    for r in top:
+        test = "-" if r.result.test_acc is None else f"{r.result.test_acc:.4f}"
+        lr = "-" if r.result.lr is None else f"{r.result.lr:.0e}"
+        lines.append(f"{r.result.reward:7.4f}  {test:>6}  {lr:>7}  {r.canonical or r.text}")
+    lines += ["", f"run directory: {run_dir}"]
+    return "\n".join(lines)

@@ -1,0 +1,40 @@
+import json
+
+import pytest
+
+from nos_cli import main
+
+
+def test_eval_json_scores_rules_and_baselines_with_the_same_protocol(capsys):
+    args = ["eval", "--lrs", "0.01", "0.1", "--epochs", "1", "--grid-epochs", "0.25", "--json",
+            "--", "sgd", "powersign", "-g"]
+    assert main(args) == 0
+    rows = {r["rule"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"sgd", "powersign", "-g"}
+    for row in rows.values():
+        assert set(row) >= {"rule", "key", "status", "lr", "val_acc", "test_acc", "seconds"}
+    assert rows["sgd"]["status"] == "ok" and rows["sgd"]["key"] is None
+    assert rows["powersign"]["status"] == "ok" and rows["powersign"]["lr"] in (0.01, 0.1)
+    assert 0.1 < rows["powersign"]["val_acc"] <= 1.0
+    assert rows["-g"]["status"] == "rejected" and rows["-g"]["val_acc"] is None
+
+
+def test_eval_table_with_seeds(capsys):
+    assert main(["eval", "adam", "--lrs", "0.01", "--epochs", "1", "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "adam" in out and "±" in out and "2 seed(s)" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["eval", "g +"], "column"),
+        (["eval", "--task", "cifar10", "g"], "data_dir"),
+        (["eval", "--task", "cifar10", "--data-dir", "/nonexistent", "g"], "cifar-10-batches-py"),
+        (["eval", "--data-dir", "/tmp", "g"], "cifar10"),
+    ],
+)
+def test_eval_bad_input_is_exit_2(capsys, args, message):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
