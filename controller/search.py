@@ -57,7 +57,7 @@ class SearchConfig:
     """
 
     strategy: str = "ppo"
-    budget: int = 150
+    budget: int = 300
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     seed: int = 0
     n_groups: int = 3

@@ -19,7 +19,7 @@ from nos_symbolic.tasks.train import DEFAULT_LRS
 class Config:
     strategy: str = field(default="ppo", metadata={"choices": ["ppo", "random", "evolution"],
                                                    "help": "ppo (the paper's controller), random or evolution"})
-    budget: int = field(default=150, metadata={"help": "evaluations (child trainings), not samples"})
+    budget: int = field(default=300, metadata={"help": "evaluations (child trainings), not samples"})
     workers: int | None = field(default=None, metadata={"help": "worker processes (default: one per core; 0: in this process)"})
     run_dir: str | None = field(default=None, metadata={"help": "run directory (default runs/STRATEGY-DATE-TIME)"})
     resume: bool = field(default=False, metadata={"help": "continue the run in --run-dir"})
