@@ -32,6 +32,7 @@ from nos_symbolic.result import EvalResult
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "controller.pt"
+UPDATES_FILE = "updates.jsonl"  # one line per controller update: pg_loss, entropy, approx_kl, clipfrac, ...
 STRATEGIES = ("ppo", "random", "evolution")
 # Settings that may change on --resume: they decide how fast the run goes, not what it finds.
 RESUMABLE_CHANGES = frozenset({"budget", "workers", "timeout", "backend", "address", "cpus_per_eval",
@@ -207,6 +208,7 @@ class Search:
             raise NosError(f"cannot read the controller checkpoint {path}: {err}") from None
         self.strategy.load_state_dict(ckpt["strategy"])
         self.round, self.round_start = ckpt["round"], ckpt["round_start"]
+        self._truncate_updates()
         # Samples written after the checkpoint belong to the round being replayed.
         self.store.discard_samples_from(ckpt["next_sample"])
 
@@ -272,13 +274,26 @@ class Search:
             SampleRecord(first + i, self.config.strategy, tuple(p.tokens), keys[i], rewards[i], hits[i])
             for i, p in enumerate(proposals)])
         if len(proposals) == len(rewards):
-            self.strategy.observe(list(zip(proposals, rewards)))
+            self._log_updates(self.strategy.observe(list(zip(proposals, rewards))))
             self.round += 1
             self._save_checkpoint()
         # else: the budget ended the round early. It is not checkpointed, so a resume with a larger
         # budget replays it whole (its evaluations come back from the store) like an uninterrupted run.
         self._refresh_progress()
         on_progress(self.progress)
+
+    def _log_updates(self, stats: list[dict] | None) -> None:
+        if stats:
+            with open(self.run_dir / UPDATES_FILE, "a") as f:
+                for s in stats:
+                    f.write(json.dumps({"round": self.round, **s}) + "\n")
+
+    def _truncate_updates(self) -> None:
+        """Drop the log lines of rounds that will be replayed."""
+        path = self.run_dir / UPDATES_FILE
+        if path.exists():
+            keep = [line for line in path.read_text().splitlines() if json.loads(line)["round"] < self.round]
+            _write_atomic(path, "".join(line + "\n" for line in keep).encode())
 
     def _resolve(self, text: str) -> tuple[Any, StoredRule | None]:
         from nos_symbolic.rule import parse_rule

@@ -129,3 +129,9 @@ def test_nos_top_json(tmp_path, capsys):
 def test_nos_top_on_a_missing_run_is_exit_2(tmp_path, capsys):
     assert main(["top", str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_ppo_logs_each_update(tmp_path):
+    run_search(tmp_path / "run", config(strategy="ppo", budget=3, round_size=4))
+    lines = [json.loads(line) for line in (tmp_path / "run" / "updates.jsonl").read_text().splitlines()]
+    assert lines and all({"round", "pg_loss", "entropy", "approx_kl", "clipfrac"} <= set(line) for line in lines)
