@@ -1,15 +1,17 @@
 """The search loop: propose rules, score the unseen ones on worker processes, learn from the rewards.
 
 One round:
-  1. the strategy proposes `round_size` token sequences (PPO: a batch of the policy's samples);
-  2. each renders to DSL text and is parsed and keyed; a rule whose key or fingerprint is in the store
-     reuses its stored result (a cache hit); a rule the pre-screen rejects is stored as `rejected`;
-  3. the rest are evaluated in parallel; each finished evaluation is one store transaction;
-  4. the strategy observes every sample's reward in proposal order, the round's samples are written,
-     and the controller checkpoint is replaced atomically.
+  1. the strategy proposes samples one by one; each renders to DSL text and is parsed and keyed; a
+     rule whose key or fingerprint is in the store reuses its stored result (a cache hit); a rule the
+     pre-screen rejects is stored as `rejected`; any other is submitted to the workers at once;
+  2. drawing stops when `round_size` new evaluations are under way; each finished evaluation is one
+     store transaction;
+  3. the strategy observes every sample's reward in proposal order (PPO updates its policy), the
+     round's samples are written, and the controller checkpoint is replaced atomically.
 Rounds make a run deterministic whatever the number of workers and whatever order evaluations finish
 in, and make resuming exact: after a crash the last checkpoint's round is replayed; evaluations that
-finished are found in the store, those in flight run again.
+finished are found in the store, those in flight run again. Counting a round in evaluations, not
+samples, keeps the workers busy: only the last evaluations of a round wait for stragglers.
 
 The budget counts trained evaluations (every status but `rejected`), not samples.
 """
@@ -24,7 +26,7 @@ from typing import Any, Callable
 
 import torch
 
-from controller.executors import Completion, make_executor
+from controller.executors import make_executor
 from controller.store import RuleRecord, RunStore, SampleRecord, StoredRule
 from nos_symbolic.errors import NosError
 from nos_symbolic.evaluate import EvalConfig
@@ -39,6 +41,7 @@ RESUMABLE_CHANGES = frozenset({"budget", "workers", "timeout", "backend", "addre
                                "gpus_per_eval"})
 BACKENDS = ("local", "ray")
 STALL_ROUNDS = 50  # rounds in a row without a new evaluation: the space is exhausted
+MAX_SAMPLES_PER_ROUND = 50  # x round_size: a round that finds this few new rules ends anyway
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class SearchConfig:
     workers:    worker processes (0: evaluate in this process)
     seed:       the strategy's seed; evaluations use eval.seed
     n_groups:   5-token groups per rule (op1, op2, u1, u2, b)
-    round_size: samples proposed per round (= the PPO batch)
+    round_size: new evaluations per round; the strategy learns between rounds
     timeout:    seconds before an evaluation is killed and recorded as error
     backend:    local (worker processes on this machine) or ray (a Ray cluster; the `ray` extra)
     address:    Ray cluster address ("auto", "ray://host:10001"); None starts a local Ray instance
@@ -189,6 +192,7 @@ class Search:
         self.store = RunStore.open(run_dir)
         self.strategy = make_strategy(config)
         self.round = 0
+        self.evaluations_at_round_start = 0
         self.round_start = ""  # rules stored after this instant were evaluated in the current round
         self.progress = Progress(budget=config.budget)
         if resume:
@@ -208,6 +212,7 @@ class Search:
             raise NosError(f"cannot read the controller checkpoint {path}: {err}") from None
         self.strategy.load_state_dict(ckpt["strategy"])
         self.round, self.round_start = ckpt["round"], ckpt["round_start"]
+        self.evaluations_at_round_start = ckpt["evaluations"]
         self._truncate_updates()
         # Samples written after the checkpoint belong to the round being replayed.
         self.store.discard_samples_from(ckpt["next_sample"])
@@ -217,8 +222,10 @@ class Search:
 
         buf = io.BytesIO()
         self.round_start = _iso_now()
+        self.evaluations_at_round_start = self.store.n_evaluations()
         torch.save({"strategy": self.strategy.state_dict(), "round": self.round, "round_start": self.round_start,
-                    "next_sample": self.store.next_sample_index()}, buf)
+                    "evaluations": self.evaluations_at_round_start, "next_sample": self.store.next_sample_index()},
+                   buf)
         _write_atomic(self.run_dir / CHECKPOINT_FILE, buf.getvalue())
 
     # -- the loop ------------------------------------------------------------------------------------
@@ -236,44 +243,49 @@ class Search:
         return self.progress
 
     def _round(self, executor, on_progress: Callable[[Progress], None], start: float) -> None:
-        proposals = self.strategy.propose(self.config.round_size)
-        rewards: list[float | None] = [None] * len(proposals)
-        hits: list[bool] = [False] * len(proposals)
-        keys: list[str | None] = [None] * len(proposals)
-        pending: dict[str, _Pending] = {}
-        room = self.config.budget - self.store.n_evaluations()
-        for i, proposal in enumerate(proposals):
-            rule, stored = self._resolve(proposal.text)
-            keys[i] = rule.key
-            same = pending.get(rule.key) or next((p for p in pending.values()
-                                                  if p.rule.fingerprint == rule.fingerprint), None)
-            if stored is not None:  # found by key or fingerprint: the sample points at the stored rule
-                rewards[i], hits[i], keys[i] = stored.result.reward, stored.created_at <= self.round_start, stored.key
+        """Draw samples until `round_size` new evaluations are under way (fewer where the budget ends
+        first), submitting each as soon as it is drawn; wait for them; then the strategy learns."""
+        target = min(self.config.round_size, self.config.budget - self.evaluations_at_round_start)
+        proposals: list[Any] = []
+        rewards: list[float | None] = []
+        hits: list[bool] = []
+        keys: list[str] = []
+        jobs: list[_Pending] = []
+        new = 0
+        while new < target and len(proposals) < MAX_SAMPLES_PER_ROUND * self.config.round_size:
+            i = len(proposals)
+            proposals.append(self.strategy.propose(1)[0])
+            rule, stored = self._resolve(proposals[i].text)
+            same = next((j for j in jobs if rule.key == j.rule.key or rule.fingerprint == j.rule.fingerprint), None)
+            key = stored.key if stored is not None else same.rule.key if same is not None else rule.key
+            # A hit: stored before this round began, or met earlier in this round. (A replayed round finds
+            # the evaluations of its interrupted attempt in the store; they are not hits.)
+            hit = key in keys or (stored is not None and stored.created_at <= self.round_start)
+            reward = None
+            if stored is not None:
+                reward = stored.result.reward
+                new += not hit and stored.result.status != "rejected"
             elif same is not None:
                 same.positions.append(i)
-                hits[i], keys[i] = True, same.rule.key
             elif not (screen := self._screen(rule)).passed:
                 result = EvalResult(status="rejected", seed=self.config.eval.seed, reason=screen.reason)
                 self.store.record_evaluation(self._record(rule), result, [])
-                rewards[i] = result.reward
-            elif len(pending) < room:
-                pending[rule.key] = _Pending(rule, [i])
+                reward = result.reward
             else:
-                proposals = proposals[:i]  # the budget is spent: the rest of the round goes unused
-                break
-        jobs = list(pending.values())
-        for job_id, job in enumerate(jobs):
-            executor.submit(job_id, {"rule": job.rule.text, "config": self.config.eval.to_dict()})
+                jobs.append(_Pending(rule, [i]))
+                executor.submit(len(jobs) - 1, {"rule": rule.text, "config": self.config.eval.to_dict()})
+                new += 1
+            rewards.append(reward)
+            hits.append(hit)
+            keys.append(key)
+            self._collect(executor, jobs, rewards, 0.0, on_progress, start)
         while executor.in_flight():
-            for done in executor.poll(timeout=1.0):
-                self._finish(jobs[done.job_id], done, rewards)
-                self._refresh_progress(done, start)
-                on_progress(self.progress)
+            self._collect(executor, jobs, rewards, 1.0, on_progress, start)
         first = self.store.next_sample_index()
         self.store.record_samples([
             SampleRecord(first + i, self.config.strategy, tuple(p.tokens), keys[i], rewards[i], hits[i])
             for i, p in enumerate(proposals)])
-        if len(proposals) == len(rewards):
+        if target == self.config.round_size:
             self._log_updates(self.strategy.observe(list(zip(proposals, rewards))))
             self.round += 1
             self._save_checkpoint()
@@ -281,6 +293,18 @@ class Search:
         # budget replays it whole (its evaluations come back from the store) like an uninterrupted run.
         self._refresh_progress()
         on_progress(self.progress)
+
+    def _collect(self, executor, jobs: list[_Pending], rewards: list[float | None], timeout: float,
+                 on_progress: Callable[[Progress], None], start: float) -> None:
+        """Record the evaluations that finished (one store transaction each)."""
+        for done in executor.poll(timeout=timeout):
+            job = jobs[done.job_id]
+            self.store.record_evaluation(self._record(job.rule), done.result, [])
+            for i in job.positions:
+                rewards[i] = done.result.reward
+            self.progress.worker_seconds += done.worker_seconds
+            self._refresh_progress(start)
+            on_progress(self.progress)
 
     def _log_updates(self, stats: list[dict] | None) -> None:
         if stats:
@@ -311,13 +335,7 @@ class Search:
                           text=rule.text, canonical=rule.canonical_text, latex=rule.latex(),
                           seed=self.config.eval.seed)
 
-    def _finish(self, job: _Pending, done: Completion, rewards: list[float | None]) -> None:
-        self.store.record_evaluation(self._record(job.rule), done.result, [])
-        for i in job.positions:
-            rewards[i] = done.result.reward
-        self.progress.worker_seconds += done.worker_seconds
-
-    def _refresh_progress(self, done: Completion | None = None, start: float | None = None) -> None:
+    def _refresh_progress(self, start: float | None = None) -> None:
         p = self.progress
         p.evaluations = self.store.n_evaluations()
         p.samples = self.store.n_samples()

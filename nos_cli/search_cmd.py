@@ -25,7 +25,7 @@ class Config:
     resume: bool = field(default=False, metadata={"help": "continue the run in --run-dir"})
     seed: int = field(default=0, metadata={"help": "the strategy's seed"})
     groups: int = field(default=3, metadata={"help": "5-token groups per rule"})
-    round_size: int = field(default=16, metadata={"help": "samples per round (the PPO batch)"})
+    round_size: int = field(default=16, metadata={"help": "new evaluations per round; the strategy learns between rounds"})
     timeout: float = field(default=300.0, metadata={"help": "seconds before an evaluation is killed"})
     backend: str = field(default="local", metadata={"choices": ["local", "ray"],
                                                     "help": "local worker processes, or a Ray cluster (pip install 'nos-symbolic[ray]')"})

@@ -19,7 +19,7 @@ FAST_EVAL = EvalConfig(lrs=(0.05,), epochs=1)
 
 
 def config(**overrides) -> SearchConfig:
-    base = dict(strategy="random", budget=4, workers=0, seed=3, round_size=8, eval=FAST_EVAL)
+    base = dict(strategy="random", budget=4, workers=0, seed=3, round_size=2, eval=FAST_EVAL)
     base.update(overrides)
     return SearchConfig(**base)
 
@@ -47,7 +47,7 @@ def test_a_tiny_search_fills_the_store_and_the_run_dir(tmp_path):
 
 
 def test_cached_rules_are_never_trained_twice(tmp_path):
-    _, samples, rules = run_search(tmp_path / "run", config(budget=6, round_size=16))
+    _, samples, rules = run_search(tmp_path / "run", config(budget=6, round_size=3))
     keys = [s[2] for s in samples]
     assert len(keys) > len(set(keys)) or len(samples) == len(rules)
     with RunStore.open(tmp_path / "run") as store:
@@ -58,16 +58,17 @@ def test_cached_rules_are_never_trained_twice(tmp_path):
 
 @pytest.mark.parametrize("strategy", ["ppo", "evolution"])
 def test_same_seed_same_search_whatever_the_workers(tmp_path, strategy):
-    cfg = config(strategy=strategy, budget=4, round_size=6)
+    cfg = config(strategy=strategy, budget=4, round_size=2)
     serial = run_search(tmp_path / "a", cfg)
-    parallel = run_search(tmp_path / "b", config(strategy=strategy, budget=4, round_size=6, workers=2))
+    parallel = run_search(tmp_path / "b", config(strategy=strategy, budget=4, round_size=2, workers=2))
     assert serial[1] == parallel[1] and serial[2] == parallel[2]
 
 
-def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
-    straight = run_search(tmp_path / "straight", config(budget=6, round_size=4))
-    run_search(tmp_path / "split", config(budget=3, round_size=4))
-    resumed = run_search(tmp_path / "split", config(budget=6, round_size=4), resume=True)
+@pytest.mark.parametrize("first_budget", [2, 3])  # ends on a round boundary / in the middle of a round
+def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, first_budget):
+    straight = run_search(tmp_path / "straight", config(budget=6, round_size=2))
+    run_search(tmp_path / "split", config(budget=first_budget, round_size=2))
+    resumed = run_search(tmp_path / "split", config(budget=6, round_size=2), resume=True)
     assert resumed[1] == straight[1]
     assert resumed[2] == straight[2]
 
@@ -102,6 +103,7 @@ def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path):
         samples = list(store.samples())
         assert [s.idx for s in samples] == list(range(len(samples)))
     straight = run_search(tmp_path / "straight", config(budget=10, round_size=4))
+    assert straight[0].evaluations == 10
     assert [(s.idx, s.tokens, s.rule_key, s.reward) for s in samples] == straight[1]
 
 
@@ -132,6 +134,6 @@ def test_nos_top_on_a_missing_run_is_exit_2(tmp_path, capsys):
 
 
 def test_ppo_logs_each_update(tmp_path):
-    run_search(tmp_path / "run", config(strategy="ppo", budget=3, round_size=4))
+    run_search(tmp_path / "run", config(strategy="ppo", budget=4, round_size=2))
     lines = [json.loads(line) for line in (tmp_path / "run" / "updates.jsonl").read_text().splitlines()]
     assert lines and all({"round", "pg_loss", "entropy", "approx_kl", "clipfrac"} <= set(line) for line in lines)
