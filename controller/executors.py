@@ -247,6 +247,8 @@ def _worker_main(
         result, detail, seconds = _run_job(fn, payload)
         try:
             conn.send(("done", job_id, result, detail, seconds))
+        except (BrokenPipeError, ConnectionResetError):  # the parent gave up on this job (timeout, close)
+            os._exit(0)
         except (pickle.PicklingError, TypeError, AttributeError) as e:  # a field fn filled oddly
             conn.send(("done", job_id, _error(f"cannot send result: {type(e).__name__}: {e}"),
                        detail, seconds))

@@ -43,11 +43,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 
 def config_from_namespace(cls: type[T], ns: argparse.Namespace) -> T:
     """Build the dataclass from parsed arguments (unknown keys are an error)."""
+    hints = typing.get_type_hints(cls)
     values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)}
-    if isinstance(values, dict):
-        for f in dataclasses.fields(cls):
-            if isinstance(values[f.name], list) and _is_tuple(typing.get_type_hints(cls)[f.name]):
-                values[f.name] = tuple(values[f.name])
+    for name, value in values.items():
+        if isinstance(value, list) and _is_tuple(hints[name]):
+            values[name] = tuple(value)
     return cls(**values)
 
 
