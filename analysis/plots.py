@@ -8,7 +8,7 @@ whose tokens spelt no rule costs one.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,9 @@ def _empty(ax: Any, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} in this run", ha="center", va="center", transform=ax.transAxes)
 
 
-def _is_evaluation(sample: SampleRow) -> bool:
-    return not sample.cache_hit and sample.rule_key is not None
+def _is_evaluation(sample: SampleRow, untrained: Collection[str]) -> bool:
+    """A sample that trained a network: not a cache hit, and not rejected by the pre-screen."""
+    return not sample.cache_hit and sample.rule_key is not None and sample.rule_key not in untrained
 
 
 def _by_strategy(samples: Sequence[SampleRow]) -> dict[str, list[SampleRow]]:
@@ -52,14 +53,15 @@ def _by_strategy(samples: Sequence[SampleRow]) -> dict[str, list[SampleRow]]:
     return out
 
 
-def plot_best_reward(samples: Sequence[SampleRow], path: Path | str) -> Path:
-    """Best reward so far against the number of evaluations, one line per strategy."""
+def plot_best_reward(samples: Sequence[SampleRow], path: Path | str, untrained: Collection[str] = ()) -> Path:
+    """Best reward so far against the number of evaluations, one line per strategy. `untrained` holds
+    the keys of rules that trained nothing (pre-screen rejections): they do not count as evaluations."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for strategy, rows in _by_strategy(samples).items():
         evals, best, xs, ys = 0, float("-inf"), [], []
         for sample in rows:
-            evals += _is_evaluation(sample)
+            evals += _is_evaluation(sample, untrained)
             best = max(best, sample.reward)
             xs.append(evals)
             ys.append(best)
@@ -75,11 +77,12 @@ def plot_best_reward(samples: Sequence[SampleRow], path: Path | str) -> Path:
     return _save(fig, path)
 
 
-def plot_reward_distribution(samples: Sequence[SampleRow], path: Path | str, bins: int = 30) -> Path:
+def plot_reward_distribution(samples: Sequence[SampleRow], path: Path | str, bins: int = 30,
+                             untrained: Collection[str] = ()) -> Path:
     """Histogram of the rewards of evaluations (each rule once per strategy), one per strategy."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    groups = {s: [r.reward for r in rows if _is_evaluation(r)] for s, rows in _by_strategy(samples).items()}
+    groups = {s: [r.reward for r in rows if _is_evaluation(r, untrained)] for s, rows in _by_strategy(samples).items()}
     groups = {s: rewards for s, rewards in groups.items() if rewards}
     if groups:
         top = max(max(r) for r in groups.values())

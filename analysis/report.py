@@ -84,8 +84,10 @@ def write_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     families = group_rules(run.rules)
     graph = family_tree(families)
     paths = write_family_files(families, graph, out)
-    paths["best_reward"] = plot_best_reward(run.samples, out / "best_reward.png")
-    paths["reward_distribution"] = plot_reward_distribution(run.samples, out / "reward_distribution.png")
+    rejected = {r.key for r in run.rules if r.status == "rejected"}
+    paths["best_reward"] = plot_best_reward(run.samples, out / "best_reward.png", rejected)
+    paths["reward_distribution"] = plot_reward_distribution(run.samples, out / "reward_distribution.png",
+                                                            untrained=rejected)
     paths["family_share"] = plot_family_share(run.samples, families, out / "family_share.png")
     links = {kind: path.relative_to(out).as_posix() for kind, path in paths.items()}
     report = out / "report.md"
