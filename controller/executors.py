@@ -36,7 +36,7 @@ from nos_symbolic.result import EvalResult
 
 WorkFn = Union[Callable[[Any], EvalResult], str]
 # Libraries that size their thread pools from the environment when first loaded.
-_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 # A worker that dies this many times in a row before finishing its initializer means the setup is
 # broken (bad import, crashing initializer); replacing it forever would hide that.
 _MAX_START_FAILURES = 3
@@ -134,20 +134,20 @@ def resolve_callable(ref: str) -> Callable[..., Any]:
     return obj
 
 
-def _error(reason: str) -> EvalResult:
+def error_result(reason: str) -> EvalResult:
     return EvalResult(status="error", reason=reason)
 
 
-def _run_job(fn: Callable[[Any], EvalResult], payload: Any) -> tuple[EvalResult, str, float]:
+def run_job(fn: Callable[[Any], EvalResult], payload: Any) -> tuple[EvalResult, str, float]:
     """Run one job, turning any exception or wrong return type into an error result."""
     start = time.perf_counter()
     detail = ""
     try:
         result = fn(payload)
         if not isinstance(result, EvalResult):
-            result = _error(f"work function returned {type(result).__name__}, expected EvalResult")
+            result = error_result(f"work function returned {type(result).__name__}, expected EvalResult")
     except Exception as e:  # a job's failure is data for the search, not a crash of the search
-        result = _error(f"{type(e).__name__}: {e}")
+        result = error_result(f"{type(e).__name__}: {e}")
         detail = traceback.format_exc()
     return result, detail, time.perf_counter() - start
 
@@ -181,7 +181,7 @@ class SerialExecutor:
         done = []
         while self._pending:
             job_id, payload = self._pending.popleft()
-            result, detail, seconds = _run_job(self._fn, payload)
+            result, detail, seconds = run_job(self._fn, payload)
             done.append(Completion(job_id, result, seconds, detail))
         return done
 
@@ -212,7 +212,7 @@ def _worker_main(
 ) -> None:
     """A worker's whole life: limit threads, import and initialise once, then run jobs one by one."""
     # Set before the work function's imports load numpy/torch, which read these once at load time.
-    for name in _THREAD_ENV:
+    for name in THREAD_ENV:
         os.environ[name] = str(threads)
     # Ctrl-C in a terminal reaches the whole process group; the parent decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -221,7 +221,7 @@ def _worker_main(
         if init_ref is not None:
             resolve_callable(init_ref)(*pickle.loads(initargs))
         if "torch" in sys.modules:
-            _limit_torch_threads(sys.modules["torch"], threads)
+            limit_torch_threads(sys.modules["torch"], threads)
     except BaseException as e:
         conn.send(("init_error", f"{type(e).__name__}: {e}", traceback.format_exc()))
         return
@@ -241,20 +241,20 @@ def _worker_main(
         try:
             payload = pickle.loads(blob)
         except Exception as e:
-            conn.send(("done", job_id, _error(f"cannot unpickle payload: {type(e).__name__}: {e}"),
+            conn.send(("done", job_id, error_result(f"cannot unpickle payload: {type(e).__name__}: {e}"),
                        traceback.format_exc(), 0.0))
             continue
-        result, detail, seconds = _run_job(fn, payload)
+        result, detail, seconds = run_job(fn, payload)
         try:
             conn.send(("done", job_id, result, detail, seconds))
         except (BrokenPipeError, ConnectionResetError):  # the parent gave up on this job (timeout, close)
             os._exit(0)
         except (pickle.PicklingError, TypeError, AttributeError) as e:  # a field fn filled oddly
-            conn.send(("done", job_id, _error(f"cannot send result: {type(e).__name__}: {e}"),
+            conn.send(("done", job_id, error_result(f"cannot send result: {type(e).__name__}: {e}"),
                        detail, seconds))
 
 
-def _limit_torch_threads(torch: Any, threads: int) -> None:
+def limit_torch_threads(torch: Any, threads: int) -> None:
     # torch may have been imported before the environment was set (unpickling this process's target
     # imports its module), so size its pools explicitly.
     torch.set_num_threads(threads)
@@ -504,7 +504,7 @@ class ProcessExecutor:
         w.conn.close()
         if w.job is not None:
             seconds = time.monotonic() - w.job.started
-            self._finish(Completion(w.job.job_id, _error(reason), seconds))
+            self._finish(Completion(w.job.job_id, error_result(reason), seconds))
         elif not w.ready:
             self._start_failures += 1
             if self._start_failures >= _MAX_START_FAILURES:

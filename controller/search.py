@@ -187,6 +187,10 @@ class Search:
     """One search run over a run directory (see the module docstring)."""
 
     def __init__(self, config: SearchConfig, run_dir: Path, resume: bool = False) -> None:
+        if config.backend == "ray":
+            from controller.ray_executor import require_ray
+
+            require_ray()  # before the run directory is written: a missing extra leaves nothing behind
         prepare_run_dir(run_dir, config, resume)
         self.config, self.run_dir = config, run_dir
         self.store = RunStore.open(run_dir)
