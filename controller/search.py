@@ -17,6 +17,7 @@ The budget counts trained evaluations (every status but `rejected`), not samples
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -222,8 +223,6 @@ class Search:
         self.store.discard_samples_from(ckpt["next_sample"])
 
     def _save_checkpoint(self) -> None:
-        import io
-
         buf = io.BytesIO()
         self.round_start = _iso_now()
         self.evaluations_at_round_start = self.store.n_evaluations()
