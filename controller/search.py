@@ -21,7 +21,7 @@ import io
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,7 +29,7 @@ import torch
 
 from controller.executors import make_executor
 from controller.store import RuleRecord, RunStore, SampleRecord, StoredRule
-from nos_symbolic.errors import NosError
+from nos_symbolic.errors import NosError, check_known_keys
 from nos_symbolic.evaluate import EvalConfig
 from nos_symbolic.result import EvalResult
 
@@ -92,9 +92,7 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SearchConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise NosError(f"unknown search setting(s): {', '.join(sorted(unknown))}")
+        check_known_keys(cls, d, "search")
         d = dict(d)
         d["eval"] = EvalConfig.from_dict(d.get("eval", {}))
         return cls(**d)

@@ -20,3 +20,12 @@ class RuleError(NosError):
         else:
             where = f" at column {column}"
         super().__init__(f"{message}{where}")
+
+
+def check_known_keys(cls: type, data: dict, what: str) -> None:
+    """Refuse keys of `data` that are not fields of the dataclass `cls` (a config read from JSON)."""
+    import dataclasses
+
+    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise NosError(f"unknown {what} setting(s): {', '.join(sorted(unknown))}")

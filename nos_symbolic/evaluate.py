@@ -15,11 +15,11 @@ config), and each worker builds the task's data once, not once per evaluation.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
 
-from nos_symbolic.errors import NosError
+from nos_symbolic.errors import NosError, check_known_keys
 from nos_symbolic.result import EvalResult
 from nos_symbolic.tasks.train import DEFAULT_GRID_EPOCHS, DEFAULT_LRS
 
@@ -66,9 +66,7 @@ class EvalConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EvalConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise NosError(f"unknown evaluation setting(s): {', '.join(sorted(unknown))}")
+        check_known_keys(cls, d, "evaluation")
         d = dict(d)
         if "lrs" in d:
             d["lrs"] = tuple(float(x) for x in d["lrs"])
