@@ -1,13 +1,15 @@
-"""Analysis of found rules: families (PowerSign, AddSign, ...), family trees, LaTeX tables, plots, reports.
+"""Analysis of found rules: behavioural families, the family tree, LaTeX tables, plots, reports.
 
-    sources   run directory or rules file -> plain RuleRow / SampleRow data
-    named     the named families, matched on a rule's canonical SymPy form
-    clusters  skeletons and tree edit distance for the rules outside the named families
-    families  every rule in exactly one family; the JSON view for `nos families`
-    tree      the family tree (networkx) as text, PNG and DOT
-    tables    best rules per family as LaTeX and Markdown
-    plots     best reward, reward distribution and family share over a run's samples
-    report    what the CLI calls: run_families, run_report / write_report
+    sources    run directory or rules file -> plain RuleRow / SampleRow data
+    behaviour  d = 1 - mean cosine of two rules' updates on the pre-screen's probes
+    anchors    the named optimizers (SGD, Adam, SignMomentum, PowerSign, ...) that name families
+    families   trained rules clustered on d, cut into families and sub-families; the JSON view
+    tree       the family tree (networkx) as text, GraphML, DOT and a dendrogram PNG
+    tables     Markdown tables and families.tex (booktabs)
+    plots      best reward (several runs overlaid), reward distribution, family share
+    document   a report's blocks rendered as Markdown and as one self-contained HTML file
+    studies    confirmation and transfer tables
+    report     what the CLI calls: run_families / write_report
 
 Importing a module here does not import matplotlib or networkx; the functions that draw do.
 """

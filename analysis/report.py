@@ -1,98 +1,116 @@
-"""What the CLI calls: `run_families` (nos families) and `run_report` / `write_report` (nos report).
+"""What the CLI calls: `run_families` (nos families) and `write_report` (nos report RUN [RUN ...]).
 
     report = run_families(Path("runs/ppo"), None, Path("out"))   # or run_families(None, Path("rules.txt"), None)
     print(report.tree_text)
-    path = write_report(Path("runs/ppo"), Path("runs/ppo/report"))   # -> runs/ppo/report/report.md
+    path = write_report([Path("runs/ppo"), Path("runs/random")])   # -> runs/ppo/report/report.md (+ .html)
 
 Files written to an output folder (names fixed so the report can link them):
-    families.json, family_tree.txt, family_tree.png, family_tree.dot, families.tex
-    and for a report also best_reward.png, reward_distribution.png, family_share.png, report.md
+    families.json, family_tree.txt, family_tree.graphml, family_tree.dot (with pydot), family_tree.png,
+    families.tex; for a report also best_reward.png, reward_distribution.png, family_share.png,
+    the study plots, report.md and report.html.
+A report is about its first run (families, tables, studies); the best-reward plot and the comparison
+table cover every run given.
 """
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.clusters import CLUSTER_THRESHOLD
-from analysis.families import Families, families_json, group_rules
-from analysis.plots import plot_best_reward, plot_family_share, plot_reward_distribution
-from analysis.sources import RuleRow, RunData, load_rules_file, load_run
-from analysis.tables import best_rules, latex_table, markdown_best_rules, markdown_families
-from analysis.tree import draw_tree, family_tree, text_tree, write_dot
+from analysis import document as doc
+from analysis.families import FAMILY_CUT, SUBFAMILY_CUT, Families, families_json, group_rules
+from analysis.plots import Curve, best_so_far, plot_best_reward, plot_family_share, plot_reward_distribution
+from analysis.sources import RunData, load_rules_file, load_run
+from analysis.studies import StudyTable, study_tables
+from analysis.tables import best_rules, latex_document
+from analysis.tree import draw_tree, family_tree, text_tree, tree_depth, write_dot, write_graphml
 from nos_symbolic.errors import NosError
 
-REPORT_DIRNAME = "report"  # write_report's default output folder, inside the run directory
-TERMINAL_FAMILIES = 30  # top-level families in FamilyReport.tree_text; family_tree.txt has them all
+REPORT_DIRNAME = "report"  # write_report's default output folder, inside the first run directory
+TERMINAL_FAMILIES = 12  # families in FamilyReport.tree_text; family_tree.txt has them all
+UNTRAINED = "rejected"  # the status of rules that trained nothing (the pre-screen refused them)
 
 
 @dataclass(frozen=True)
 class FamilyReport:
-    """The result of `nos families`: the JSON list, the text tree, the files written (by kind) and the
-    family tree itself (a networkx DiGraph)."""
+    """The result of `nos families`: the JSON view, the text tree, the files written (by kind), the
+    family tree (a networkx DiGraph) and the families themselves."""
 
-    families: list[dict]
+    json: dict
     tree_text: str
     paths: dict[str, Path]
     graph: Any
+    families: Families
 
 
 def run_families(source: Path | None, rules_file: Path | None, out_dir: Path | None,
-                 threshold: float = CLUSTER_THRESHOLD) -> FamilyReport:
-    """Group the rules of a run directory (`source`) or of a rules file into families.
-
-    With `out_dir`, also writes families.json, family_tree.txt/.png/.dot and families.tex there.
-    """
+                 family_cut: float = FAMILY_CUT, subfamily_cut: float = SUBFAMILY_CUT) -> FamilyReport:
+    """Group the trained rules of a run directory (`source`) or of a rules file into families; with
+    `out_dir`, also write the family files there (the study tables go into families.tex for a run)."""
     if (source is None) == (rules_file is None):
         raise NosError("give either a run directory or a rules file (--rules FILE), not both or neither")
     rows = load_rules_file(rules_file) if rules_file is not None else list(load_run(source).rules)
-    families = group_rules(rows, threshold)
+    families = group_rules(rows, family_cut, subfamily_cut)
     graph = family_tree(families)
-    paths = {} if out_dir is None else write_family_files(families, graph, _out_dir(out_dir))
-    tree_text = text_tree(graph, max_families=TERMINAL_FAMILIES)
-    return FamilyReport(families_json(families), tree_text, paths, graph)
+    paths: dict[str, Path] = {}
+    if out_dir is not None:
+        out = _out_dir(out_dir)
+        studies = study_tables(Path(source), out) if source is not None else []
+        paths = write_family_files(families, graph, out, _title(source or rules_file), studies)
+    return FamilyReport(families_json(families), text_tree(families, max_families=TERMINAL_FAMILIES), paths,
+                        graph, families)
 
 
-def write_family_files(families: Families, graph: Any, out_dir: Path) -> dict[str, Path]:
-    """families.json, the tree as text, PNG and DOT, and the LaTeX table of the best rules per family."""
-    json_path = out_dir / "families.json"
-    json_path.write_text(json.dumps(families_json(families), indent=2) + "\n", encoding="utf-8")
-    tree_path = out_dir / "family_tree.txt"
-    tree_path.write_text(text_tree(graph, max_rules=None), encoding="utf-8")
-    latex_path = out_dir / "families.tex"
-    latex_path.write_text(latex_table(best_rules(families)), encoding="utf-8")
-    return {
-        "json": json_path,
-        "tree_text": tree_path,
-        "tree_png": draw_tree(graph, out_dir / "family_tree.png"),
-        "tree_dot": write_dot(graph, out_dir / "family_tree.dot"),
-        "latex": latex_path,
-    }
+def write_family_files(families: Families, graph: Any, out_dir: Path, title: str,
+                       studies: Sequence[StudyTable] = ()) -> dict[str, Path]:
+    """families.json, the tree as text, GraphML, DOT (where pydot is installed) and PNG, and families.tex."""
+    paths = {"json": out_dir / "families.json", "tree_text": out_dir / "family_tree.txt",
+             "latex": out_dir / "families.tex"}
+    paths["json"].write_text(json.dumps(families_json(families), indent=2) + "\n", encoding="utf-8")
+    paths["tree_text"].write_text(text_tree(families, max_rules=None), encoding="utf-8")
+    paths["latex"].write_text(latex_document(families, title, studies), encoding="utf-8")
+    paths["tree_graphml"] = write_graphml(graph, out_dir / "family_tree.graphml")
+    dot = write_dot(graph, out_dir / "family_tree.dot")
+    if dot is not None:
+        paths["tree_dot"] = dot
+    paths["tree_png"] = draw_tree(families, out_dir / "family_tree.png")
+    return paths
 
 
-def run_report(run_dir: Path, out_dir: Path | None = None) -> Path:
-    """`nos report RUN`: write the report into `out_dir` (default RUN/report); returns report.md."""
-    return write_report(run_dir, out_dir)
+def run_report(run_dirs: Sequence[Path], out_dir: Path | None = None) -> Path:
+    """`nos report RUN [RUN ...]`: write the report (default folder RUN/report); returns report.md."""
+    return write_report(run_dirs, out_dir)
 
 
-def write_report(run_dir: Path, out_dir: Path | None = None) -> Path:
-    """Write report.md with its tables, plots and family files into `out_dir` (default RUN/report)."""
-    run = load_run(run_dir)
+def write_report(run_dirs: Sequence[Path], out_dir: Path | None = None) -> Path:
+    """Write report.md and report.html with their tables, plots and family files; returns report.md."""
+    if not run_dirs:
+        raise NosError("give at least one run directory")
+    runs = [load_run(p) for p in run_dirs]
+    run = runs[0]
     out = _out_dir(Path(out_dir) if out_dir is not None else run.path / REPORT_DIRNAME)
     families = group_rules(run.rules)
     graph = family_tree(families)
-    paths = write_family_files(families, graph, out)
-    rejected = {r.key for r in run.rules if r.status == "rejected"}
-    paths["best_reward"] = plot_best_reward(run.samples, out / "best_reward.png", rejected)
+    studies = study_tables(run.path, out)
+    title = _title(run.path)
+    paths = write_family_files(families, graph, out, title, studies)
+    curves = [Curve(_run_label(r, runs), r.samples, _untrained(r)) for r in runs]
+    paths["best_reward"] = plot_best_reward(curves, out / "best_reward.png")
     paths["reward_distribution"] = plot_reward_distribution(run.samples, out / "reward_distribution.png",
-                                                            untrained=rejected)
+                                                            untrained=_untrained(run))
     paths["family_share"] = plot_family_share(run.samples, families, out / "family_share.png")
-    links = {kind: path.relative_to(out).as_posix() for kind, path in paths.items()}
+    sections = _sections(runs, families, graph, paths, studies, out)
     report = out / "report.md"
-    report.write_text(_markdown(run, families, graph, links), encoding="utf-8")
+    report.write_text(doc.markdown(title, sections, out), encoding="utf-8")
+    (out / "report.html").write_text(doc.html(title, sections), encoding="utf-8")
     return report
+
+
+def _title(source: Path) -> str:
+    return f"Search report: {Path(source).name}"
 
 
 def _out_dir(path: Path) -> Path:
@@ -103,70 +121,118 @@ def _out_dir(path: Path) -> Path:
     return path
 
 
-def _summary(run: RunData, families: Families) -> list[str]:
+def _untrained(run: RunData) -> set[str]:
+    return {r.key for r in run.rules if r.status == UNTRAINED}
+
+
+def _run_label(run: RunData, runs: Sequence[RunData]) -> str:
+    names = [r.path.name for r in runs]
+    return run.path.name if names.count(run.path.name) == 1 else str(run.path)
+
+
+def _summary(run: RunData, families: Families, graph: Any) -> doc.Bullets:
     statuses = Counter(r.status or "unknown" for r in run.rules)
     strategies = Counter(s.strategy for s in run.samples)
     hits = sum(s.cache_hit for s in run.samples)
-    lines = [
-        f"- Run directory: `{run.path}`",
-        f"- Rules evaluated: {len(run.rules)} ("
-        + (", ".join(f"{status} {n}" for status, n in statuses.most_common()) or "none") + ")",
-        f"- Samples drawn: {len(run.samples)} ("
-        + (", ".join(f"{s} {n}" for s, n in strategies.most_common()) or "none") + ")"
-        + (f"; cache hits: {hits} ({100 * hits / len(run.samples):.1f}%)" if run.samples else ""),
-        f"- Families: {sum(1 for f in families.groups.values() if f.members)} "
-        f"({sum(1 for f in families.roots())} at the top level)",
+    items = [
+        f"Run directory: `{run.path}`",
+        f"Rules seen: {len(run.rules)} (" + (", ".join(f"{s} {n}" for s, n in statuses.most_common()) or "none") + ")",
+        f"Samples drawn: {len(run.samples)} (" + (", ".join(f"{s} {n}" for s, n in strategies.most_common()) or "none")
+        + ")" + (f"; cache hits: {hits} ({100 * hits / len(run.samples):.1f}%)" if run.samples else ""),
+        f"Families: {len(families.families)} families, {len(families.subfamilies())} sub-families of "
+        f"{len(families.members)} trained rules (tree depth {tree_depth(graph)}); only trained rules "
+        "join (rejected and errored ones are counted above)",
     ]
-    best = _best_ok(run.rules)
-    if best is not None:
-        index = next(i for i, row in enumerate(run.rules) if row is best)
-        lines.append(f"- Best rule: `{best.text}`, reward {best.reward:.4f}, family "
-                     f"`{families.family_of[index]}`")
-    return lines
+    if families.members:
+        best = min(families.members, key=lambda m: m.rank)
+        items.append(f"Best rule: `{best.dsl}` (reward {best.row.reward:.4f})" if best.row.reward is not None
+                     else f"First rule: `{best.dsl}`")
+    return doc.Bullets(items)
 
 
-def _best_ok(rows: tuple[RuleRow, ...]) -> RuleRow | None:
-    ok = [r for r in rows if r.status == "ok" and r.reward is not None]
-    return max(ok, key=lambda r: r.reward, default=None)
+def _comparison(runs: Sequence[RunData]) -> doc.Table:
+    rows = []
+    for run in runs:
+        by_strategy: dict[str, list] = {}
+        for s in run.samples:
+            by_strategy.setdefault(s.strategy, []).append(s)
+        keyed = {r.key: r for r in run.rules}
+        for strategy, samples in by_strategy.items():
+            xs, ys = best_so_far(samples, _untrained(run))
+            best = max((s for s in samples if s.rule_key is not None), key=lambda s: s.reward, default=None)
+            rule = keyed.get(best.rule_key) if best is not None else None
+            rows.append([_run_label(run, runs), strategy, str(len(samples)), str(xs[-1]), f"{ys[-1]:.4f}",
+                         doc.Code(_dsl(rule.text)) if rule is not None else "-"])
+    return doc.Table(["Run", "Strategy", "Samples", "Evaluations", "Best reward", "Best rule"], rows,
+                     frozenset({2, 3, 4}))
 
 
-def _markdown(run: RunData, families: Families, graph: Any, links: dict[str, str]) -> str:
-    return "\n".join([
-        f"# Search report: {run.path.name}",
-        "",
-        *_summary(run, families),
-        "",
-        "## Best reward against evaluations",
-        "",
-        f"![Best reward against evaluations]({links['best_reward']})",
-        "",
-        "## Reward distribution",
-        "",
-        f"![Reward distribution]({links['reward_distribution']})",
-        "",
-        "## Family share among sampled rules",
-        "",
-        f"![Family share among sampled rules]({links['family_share']})",
-        "",
-        "## Best rules per family",
-        "",
-        markdown_best_rules(best_rules(families)),
-        f"LaTeX: [{links['latex']}]({links['latex']})",
-        "",
-        "## Families",
-        "",
-        markdown_families(families),
-        f"All members: [{links['json']}]({links['json']})",
-        "",
-        "## Family tree",
-        "",
-        f"![Family tree]({links['tree_png']})",
-        "",
-        f"Graphviz: [{links['tree_dot']}]({links['tree_dot']}); "
-        f"full text tree: [{links['tree_text']}]({links['tree_text']})",
-        "",
-        "```text",
-        text_tree(graph, max_rules=3, max_families=TERMINAL_FAMILIES).rstrip("\n"),
-        "```",
-        "",
-    ])
+def _dsl(text: str) -> str:
+    from nos_symbolic.dsl import to_dsl
+    from nos_symbolic.rule import parse_rule
+
+    try:
+        return to_dsl(parse_rule(text))
+    except ValueError:  # a stored text an older nos-symbolic wrote and this one cannot parse
+        return text
+
+
+def _families_table(families: Families) -> doc.Table:
+    """Families and their sub-families; sub-families of one rule without an anchor are counted, not
+    listed (family_tree.txt and families.json list them)."""
+    rows = []
+    for family in families.families:
+        listed = [s for s in family.children if len(s.members) > 1 or s.anchor is not None]
+        for node in (family, *listed):
+            top = node is family
+            best = node.best
+            rows.append([doc.Code(node.title) if top else "", "" if top else doc.Code(node.title),
+                         node.anchor.name if node.anchor else "-", str(len(node.members)),
+                         "-" if best.row.reward is None else f"{best.row.reward:.4f}", doc.Code(best.dsl),
+                         doc.Formula(best.rule.latex(), best.dsl)])
+        single = len(family.children) - len(listed)
+        if single and len(family.children) > 1:
+            rows.append(["", f"{single} more sub-famil{'ies' if single > 1 else 'y'} of one rule each", "",
+                         str(single), "", "", ""])
+    return doc.Table(["Family", "Sub-family", "Anchor", "Rules", "Best reward", "Best rule", "Update"], rows,
+                     frozenset({3, 4}))
+
+
+def _best_rules_table(families: Families) -> doc.Table:
+    rows = []
+    for row in best_rules(families):
+        m = row.member
+        pct = lambda x: "-" if x is None else f"{100 * x:.2f}"  # noqa: E731
+        rows.append([doc.Code(row.family.name), doc.Code(row.subfamily.name), doc.Code(m.dsl),
+                     doc.Formula(m.rule.latex(), m.dsl), pct(row.val_acc), pct(m.row.test_acc),
+                     "-" if m.row.lr is None else f"{m.row.lr:.3g}"])
+    return doc.Table(["Family", "Sub-family", "Rule", "Update", "Val. acc. (%)", "Test acc. (%)", "lr"], rows,
+                     frozenset({4, 5, 6}))
+
+
+def _sections(runs: Sequence[RunData], families: Families, graph: Any, paths: dict[str, Path],
+              studies: Sequence[StudyTable], out: Path) -> list[doc.Section]:
+    links = {k: doc.relative(p, out) for k, p in paths.items()}
+    files = ", ".join(f"[{links[k]}]({links[k]})" for k in ("tree_graphml", "tree_dot", "tree_text", "json", "latex")
+                      if k in links)
+    sections = [doc.Section("Summary", [_summary(runs[0], families, graph)])]
+    if len(runs) > 1:
+        sections.append(doc.Section("Runs compared", [_comparison(runs)]))
+    sections += [
+        doc.Section("Best reward against evaluations", [doc.Image(paths["best_reward"], "Best reward against evaluations")]),
+        doc.Section("Reward distribution", [doc.Image(paths["reward_distribution"], "Reward distribution")]),
+        doc.Section("Families", [
+            doc.Paragraph("Rules are grouped by how they move the weights: d = 1 - mean cosine between their updates "
+                          "on the pre-screen's probes; families and sub-families are cuts of the average-linkage "
+                          f"tree at d = {families.family_cut} and {families.subfamily_cut}. A family is named by "
+                          "the known optimizer nearest to it, else by its simplest member."),
+            _families_table(families)]),
+        doc.Section("Best rule of each sub-family", [_best_rules_table(families)]),
+        doc.Section("Family share among sampled rules", [doc.Image(paths["family_share"], "Family share")]),
+        doc.Section("Family tree", [doc.Image(paths["tree_png"], "Family tree"), doc.Paragraph(f"Files: {files}"),
+                                    doc.Pre(text_tree(families, max_rules=3, max_families=TERMINAL_FAMILIES))]),
+    ]
+    for study in studies:
+        sections.append(doc.Section(study.title, [doc.Markdown(study.markdown)]
+                                    + [doc.Image(p, study.title) for p in study.plots]))
+    return sections

@@ -1,26 +1,22 @@
-"""Where analysis reads its rules and samples: a run directory's SQLite store or a plain rules file.
+"""Where analysis reads its rules and samples: a run directory's store or a plain rules file.
 
-Analysis works on the plain rows below, never on the run store's classes, so a report can be made of a
-run written by an older (or newer) nos-symbolic as long as the two tables keep their core columns:
-
-    rules   (key, text, canonical, latex, status, reward, lr, val_acc, test_acc, seconds, ...)
-    samples (idx, strategy, tokens, rule_key, reward, cache_hit, ...)
-
-The store is opened read-only, so a report can be made while the search is still writing (WAL lets
-a reader and the one writer work at once).
+A run is read through the store's read-only API (`RunStore.open_readonly`), which never writes to it,
+so a report can be made while the search is still writing, and from a run of an older schema. Rules
+become `RuleRow`s, the one row type for both sources (a rules file knows only text and reward);
+samples are the store's own `SampleRow`s.
 """
 from __future__ import annotations
 
-import json
 import math
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from controller.store import STORE_FILENAME, RunStore, SampleRow, StoredRule
 from nos_symbolic.errors import NosError
 from nos_symbolic.rule import parse_rule
 
-STORE_FILENAME = "store.sqlite"
+__all__ = ["RuleRow", "RunData", "SampleRow", "STORE_FILENAME", "load_rules_file", "load_run"]
 
 
 @dataclass(frozen=True)
@@ -38,17 +34,12 @@ class RuleRow:
     test_acc: float | None = None
     seconds: float | None = None
 
-
-@dataclass(frozen=True)
-class SampleRow:
-    """One rule the search drew, in draw order; rule_key is None where the tokens spelt no rule."""
-
-    idx: int
-    strategy: str
-    tokens: tuple[int, ...]
-    rule_key: str | None
-    reward: float
-    cache_hit: bool
+    @classmethod
+    def from_stored(cls, rule: StoredRule) -> RuleRow:
+        """The row of a rule read from a run store."""
+        r = rule.result
+        return cls(key=rule.key, text=rule.text, canonical=rule.canonical, latex=rule.latex, status=r.status,
+                   reward=r.reward, lr=r.lr, val_acc=r.val_acc, test_acc=r.test_acc, seconds=r.seconds)
 
 
 @dataclass(frozen=True)
@@ -109,55 +100,10 @@ def load_run(run_dir: Path | str) -> RunData:
         if not run_dir.exists():
             raise NosError(f"run directory {run_dir} not found")
         raise NosError(f"no run store in {run_dir} (expected {STORE_FILENAME}); is it a run directory?")
-    try:
-        db = _connect(store)
+    with RunStore.open_readonly(store) as opened:
         try:
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            missing = {"rules", "samples"} - tables
-            if missing:
-                raise NosError(f"{store} is not a run store (no {' or '.join(sorted(missing))} table)")
-            rules = tuple(_rule_row(r) for r in db.execute("SELECT * FROM rules ORDER BY rowid"))
-            samples = tuple(_sample_row(r) for r in db.execute("SELECT * FROM samples ORDER BY idx"))
-        finally:
-            db.close()
-    except sqlite3.Error as e:
-        raise NosError(f"cannot read run store {store}: {e}") from None
+            rules = tuple(RuleRow.from_stored(r) for r in opened.rules())
+            samples = tuple(opened.samples())
+        except sqlite3.Error as e:  # a file damaged after it opened
+            raise NosError(f"cannot read run store {store}: {e}") from None
     return RunData(path=run_dir if run_dir.is_dir() else store.parent, rules=rules, samples=samples)
-
-
-def _connect(store: Path) -> sqlite3.Connection:
-    # Read-only: analysis never changes a run (SQLite may still create the WAL's -shm side file).
-    db = sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True)
-    db.row_factory = sqlite3.Row
-    return db
-
-
-def _get(row: sqlite3.Row, column: str):
-    return row[column] if column in row.keys() else None
-
-
-def _rule_row(row: sqlite3.Row) -> RuleRow:
-    return RuleRow(
-        key=row["key"],
-        text=row["text"],
-        canonical=_get(row, "canonical"),
-        latex=_get(row, "latex"),
-        status=_get(row, "status"),
-        reward=_get(row, "reward"),
-        lr=_get(row, "lr"),
-        val_acc=_get(row, "val_acc"),
-        test_acc=_get(row, "test_acc"),
-        seconds=_get(row, "seconds"),
-    )
-
-
-def _sample_row(row: sqlite3.Row) -> SampleRow:
-    tokens = _get(row, "tokens")
-    return SampleRow(
-        idx=int(row["idx"]),
-        strategy=_get(row, "strategy") or "unknown",
-        tokens=tuple(json.loads(tokens)) if tokens else (),
-        rule_key=_get(row, "rule_key"),
-        reward=float(_get(row, "reward") or 0.0),
-        cache_hit=bool(_get(row, "cache_hit")),
-    )

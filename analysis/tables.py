@@ -1,27 +1,32 @@
-"""Tables of the best rules per family: a standalone LaTeX document (article + booktabs + longtable) and
-Markdown for the report.
+"""Tables of the families: Markdown for the report and families.tex, a standalone LaTeX document
+(article + booktabs + longtable) that compiles with pdflatex, with the study tables (confirmation,
+transfer) included where the run has them.
 
-Accuracies print as percentages; the validation column falls back to the reward, which is the
-validation accuracy of the short child run. Only rules that trained to the end (status ok, or no status
-for a rules file) are listed.
+Every rule prints as DSL text (\\texttt in LaTeX) next to its formula in math mode. Accuracies print as
+percentages; the validation column falls back to the reward, which is the validation accuracy of the
+short child run.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from analysis.families import Families, Member
+from analysis.families import Families, Family, Member
 
-LISTED_STATUSES = (None, "ok")
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+# Characters the study tables use in text, for pdflatex's utf8 input.
+_UNICODE = {"0394": r"\ensuremath{\Delta}", "00B1": r"\ensuremath{\pm}", "2191": r"\ensuremath{\uparrow}",
+            "2193": r"\ensuremath{\downarrow}", "2013": "--", "2014": "---", "2212": "-", "00B7": r"\ensuremath{\cdot}"}
 
 
 @dataclass(frozen=True)
 class TableRow:
-    """One listed rule and the family it belongs to."""
+    """One listed rule with its family and sub-family."""
 
-    family: str
+    family: Family
+    subfamily: Family
     member: Member
 
     @property
@@ -29,23 +34,11 @@ class TableRow:
         row = self.member.row
         return row.val_acc if row.val_acc is not None else row.reward
 
-    @property
-    def formula_text(self) -> str:
-        rule = self.member.rule
-        return rule.canonical_text if rule is not None else self.member.row.text
 
-
-def best_rules(families: Families, per_family: int = 3, max_families: int | None = 20) -> list[TableRow]:
-    """The best `per_family` listed rules of each family with members, best families first."""
-    picked = []
-    for family in families.groups.values():
-        listed = [m for m in family.members if m.row.status in LISTED_STATUSES][:per_family]
-        if listed:
-            picked.append((listed[0].rank, family.name, listed))
-    picked.sort(key=lambda p: p[0])
-    if max_families is not None:
-        picked = picked[:max_families]
-    return [TableRow(name, m) for _, name, listed in picked for m in listed]
+def best_rules(families: Families, per_subfamily: int = 1, max_families: int | None = 20) -> list[TableRow]:
+    """The best `per_subfamily` rules of every sub-family of the best `max_families` families."""
+    return [TableRow(family, sub, m) for family in families.families[:max_families] for sub in family.children
+            for m in sub.members[:per_subfamily]]
 
 
 def latex_escape(text: str) -> str:
@@ -55,6 +48,10 @@ def latex_escape(text: str) -> str:
 
 def _percent(x: float | None) -> str:
     return "--" if x is None or not math.isfinite(x) else f"{100 * x:.2f}"
+
+
+def _reward(x: float | None) -> str:
+    return "--" if x is None else f"{x:.4f}"
 
 
 def _latex_lr(lr: float | None) -> str:
@@ -69,44 +66,76 @@ def _latex_lr(lr: float | None) -> str:
     return rf"${mantissa:.3g} \times 10^{{{exponent}}}$"
 
 
-def _formula_latex(row: TableRow) -> str:
-    member = row.member
-    if member.rule is not None:
-        return f"${member.rule.latex()}$"
-    if member.row.latex:
-        return f"${member.row.latex}$"
-    return rf"\texttt{{{latex_escape(member.row.text)}}}"
+def _tt(text: str, width: int = 60) -> str:
+    return rf"\texttt{{{latex_escape(_shorten(text, width))}}}"
 
 
-def latex_table(rows: list[TableRow], title: str = "Best rules per family") -> str:
-    """A compilable LaTeX document with one table row per listed rule."""
-    body = []
+def latex_families(families: Families) -> str:
+    """The families as a booktabs longtable: name, anchor, size, best reward and best rule."""
+    lines = [r"\begin{longtable}{lllrl}", r"\caption{Behavioural families (best first)}\\", r"\toprule",
+             r"Family & Sub-family & Anchor & Rules & Best reward \\", r"\midrule", r"\endhead",
+             r"\bottomrule", r"\endfoot"]
+    for family in families.families:
+        lines.append(rf"{_tt(family.title, 40)} & & {latex_escape(family.anchor.name) if family.anchor else '--'} "
+                     rf"& {len(family.members)} & {_reward(family.best.row.reward)} \\")
+        for sub in family.children:
+            lines.append(rf" & {_tt(sub.title, 40)} & {latex_escape(sub.anchor.name) if sub.anchor else '--'} "
+                         rf"& {len(sub.members)} & {_reward(sub.best.row.reward)} \\")
+        lines.append(r"\addlinespace")
+    lines.append(r"\end{longtable}")
+    return "\n".join(lines)
+
+
+def latex_best_rules(rows: Sequence[TableRow]) -> str:
+    """The best rule of each sub-family as a booktabs longtable, formulas in math mode."""
+    lines = [r"\begin{longtable}{llllrrl}", r"\caption{Best rule of each sub-family}\\", r"\toprule",
+             r"Family & Sub-family & Rule (DSL) & Update & Val.\ (\%) & Test (\%) & lr \\", r"\midrule",
+             r"\endhead", r"\bottomrule", r"\endfoot"]
     previous = None
     for row in rows:
-        if previous is not None and row.family != previous:
-            body.append(r"\addlinespace")
-        family = latex_escape(_shorten(row.family)) if row.family != previous else ""
-        lr = _latex_lr(row.member.row.lr)
-        body.append(f"{family} & {_formula_latex(row)} & {_percent(row.val_acc)} & "
-                    f"{_percent(row.member.row.test_acc)} & {lr} \\\\")
+        if previous is not None and row.family is not previous:
+            lines.append(r"\addlinespace")
+        family = _tt(row.family.name, 28) if row.family is not previous else ""
+        lines.append(f"{family} & {_tt(row.subfamily.name, 28)} & {_tt(row.member.dsl, 40)} & "
+                     f"${row.member.rule.latex()}$ & {_percent(row.val_acc)} & "
+                     f"{_percent(row.member.row.test_acc)} & {_latex_lr(row.member.row.lr)} \\\\")
         previous = row.family
+    lines.append(r"\end{longtable}")
+    return "\n".join(lines)
+
+
+def latex_document(families: Families, title: str, studies: Sequence = ()) -> str:
+    """families.tex: a standalone document with the family tables and the study tables (each a
+    StudyTable of analysis.studies: a booktabs tabular fragment and a title)."""
+    n, subs = len(families.members), len(families.subfamilies())
+    summary = (f"{n} trained rules in {len(families.families)} families and {subs} sub-families, cut from "
+               f"average-linkage clustering on $d = 1 - \\overline{{\\cos}}$ of the updates on the pre-screen "
+               f"probes at $d = {families.family_cut}$ and ${families.subfamily_cut}$.")
+    excluded = ", ".join(f"{k} {latex_escape(status)}" for status, k in sorted(families.excluded.items()))
+    study_parts = []
+    for study in studies:
+        study_parts += [r"\begin{table}[ht]", r"\centering", r"\footnotesize",
+                        rf"\caption{{{latex_escape(study.title)}}}", r"\resizebox{\textwidth}{!}{%",
+                        study.latex.strip(), "}", r"\end{table}", ""]
     return "\n".join([
         r"\documentclass{article}",
         r"\usepackage[margin=1.5cm,landscape]{geometry}",
+        r"\usepackage[utf8]{inputenc}",
+        r"\usepackage[T1]{fontenc}",
         r"\usepackage{amsmath}",
         r"\usepackage{booktabs}",
         r"\usepackage{longtable}",
+        r"\usepackage{graphicx}",
+        *(rf"\DeclareUnicodeCharacter{{{code}}}{{{tex}}}" for code, tex in _UNICODE.items()),
         r"\begin{document}",
-        r"\begin{longtable}{llrrl}",
-        rf"\caption{{{latex_escape(title)}}}\\",
-        r"\toprule",
-        r"Family & Update & Val.\ acc.\ (\%) & Test acc.\ (\%) & lr \\",
-        r"\midrule",
-        r"\endhead",
-        r"\bottomrule",
-        r"\endfoot",
-        *body,
-        r"\end{longtable}",
+        rf"\section*{{{latex_escape(title)}}}",
+        summary + (f" Not in families (never trained): {excluded}." if excluded else ""),
+        "",
+        latex_families(families),
+        "",
+        latex_best_rules(best_rules(families)),
+        "",
+        *study_parts,
         r"\end{document}",
         "",
     ])
@@ -120,31 +149,25 @@ def _md_code(text: str) -> str:
     return "`" + text.replace("`", "'").replace("|", "\\|") + "`"
 
 
-def _md_float(x: float | None, digits: int = 4) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
-
-
-def markdown_best_rules(rows: list[TableRow]) -> str:
-    """The best rules per family as a Markdown table."""
-    lines = ["| Family | Rule | Val. acc. (%) | Test acc. (%) | lr |", "|---|---|---:|---:|---:|"]
+def markdown_best_rules(rows: Sequence[TableRow]) -> str:
+    """The best rule of each sub-family as a Markdown table."""
+    lines = ["| Family | Sub-family | Rule | Val. acc. (%) | Test acc. (%) | lr |", "|---|---|---|---:|---:|---:|"]
     for row in rows:
         lr = row.member.row.lr
-        lines.append(f"| {_md_code(row.family)} | {_md_code(row.formula_text)} | {_percent(row.val_acc)} | "
-                     f"{_percent(row.member.row.test_acc)} | {'-' if lr is None else f'{lr:.3g}'} |")
+        lines.append(f"| {_md_code(row.family.name)} | {_md_code(row.subfamily.name)} | {_md_code(row.member.dsl)} | "
+                     f"{_percent(row.val_acc)} | {_percent(row.member.row.test_acc)} | "
+                     f"{'-' if lr is None else f'{lr:.3g}'} |")
     return "\n".join(lines) + "\n"
 
 
-def markdown_families(families: Families, max_families: int | None = 40) -> str:
-    """The families (the first `max_families` in display order, None: all) with parent, size and best
-    rule, as a Markdown table."""
-    lines = ["| Family | Parent | Kind | Rules | Best reward | Best rule |", "|---|---|---|---:|---:|---|"]
-    shown = list(families.groups.values())[:max_families]
-    for family in shown:
-        best = families.best(family.name)
-        parent = _md_code(family.parent) if family.parent else "-"
-        lines.append(f"| {_md_code(_shorten(family.name, 60))} | {parent} | {family.kind} | "
-                     f"{len(families.under(family.name))} | {_md_float(best.row.reward if best else None)} | "
-                     f"{_md_code(best.row.text) if best else '-'} |")
-    if len(shown) < len(families.groups):
-        lines.append(f"\n... and {len(families.groups) - len(shown)} more families.")
+def markdown_families(families: Families) -> str:
+    """Families and their sub-families with anchor, size, best reward and best rule, as Markdown."""
+    lines = ["| Family | Sub-family | Anchor | Rules | Best reward | Best rule |", "|---|---|---|---:|---:|---|"]
+    for family in families.families:
+        for node in (family, *family.children):
+            top = node is family
+            anchor = node.anchor.name if node.anchor else "-"
+            lines.append(f"| {_md_code(node.title) if top else ''} | {'' if top else _md_code(node.title)} | "
+                         f"{anchor} | {len(node.members)} | {_reward(node.best.row.reward)} | "
+                         f"{_md_code(node.best.dsl)} |")
     return "\n".join(lines) + "\n"

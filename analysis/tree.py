@@ -1,203 +1,260 @@
-"""The family tree: family -> sub-family -> rule as a networkx DiGraph, and three views of it: a text
-tree for the terminal, a PNG drawn with matplotlib (hierarchical, left to right), and a DOT file.
+"""The family tree: root -> family -> sub-family -> rule as a networkx DiGraph, written with networkx's
+own writers (GraphML; DOT where pydot is installed), as text for the terminal, and drawn as the
+dendrogram of the clustering it was cut from, with the families and sub-families bracketed beside it.
 
-Nodes: a family's node id is its name; a rule's is "rule:<input index>". Every node has `kind`
-("named", "cluster", "unparsed" or "rule"), `label`, `reward` (a family's: its best rule's) and `depth`
-(0 for a top-level family). Families also carry `best` (the best rule's text) and `size` (the rules
-under them); rules carry `key` and `family`. Successors are stored best first.
+Nodes: "all" (kind "root"), `Family.node` for families and sub-families (kind "family"/"subfamily"),
+"rule:<i>" for trained rule i (kind "rule"). Every node has `label` (a rule's DSL text, a family's title)
+and `size`; `reward` (a family's: its best rule's) where known; families have `best_rule`, and `anchor`
+where they have one; rules have `key` and `canonical`.
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
-from analysis.families import Families
+import numpy as np
 
+from analysis.families import Families, Family, Member
+
+ROOT = "all"
 RULE_PREFIX = "rule:"
-_COLOURS = {"named": "tab:blue", "cluster": "tab:orange", "unparsed": "tab:gray", "rule": "tab:green"}
-
-
-def family_tree(families: Families) -> Any:
-    """The family tree as a networkx DiGraph (see the module docstring)."""
-    import networkx as nx
-
-    graph = nx.DiGraph()
-    for family in families.groups.values():  # parents come before their children
-        best = families.best(family.name)
-        depth = 0 if family.parent is None else graph.nodes[family.parent]["depth"] + 1
-        graph.add_node(family.name, kind=family.kind, label=family.name, depth=depth,
-                       reward=best.row.reward if best else None, best=best.row.text if best else None,
-                       size=len(families.under(family.name)))
-        if family.parent is not None:
-            graph.add_edge(family.parent, family.name)
-    for family in families.groups.values():
-        depth = graph.nodes[family.name]["depth"] + 1
-        for member in family.members:
-            node = f"{RULE_PREFIX}{member.index}"
-            graph.add_node(node, kind="rule", label=member.row.text, key=member.row.key,
-                           reward=member.row.reward, family=family.name, depth=depth)
-            graph.add_edge(family.name, node)
-    return graph
-
-
-def _children(graph: Any, node: str) -> list[str]:
-    """Children best first: sub-families before rules, each in stored order."""
-    kids = list(graph.successors(node))
-    return [k for k in kids if graph.nodes[k]["kind"] != "rule"] + \
-        [k for k in kids if graph.nodes[k]["kind"] == "rule"]
-
-
-def _roots(graph: Any) -> list[str]:
-    return [n for n in graph.nodes if graph.in_degree(n) == 0]
+MAX_LEAVES = 80  # beyond this many rules the dendrogram's leaves are sub-families
+LABEL_WIDTH = 56  # characters of a rule's DSL text in the dendrogram's labels
+SUB_WIDTH, FAMILY_WIDTH = 36, 48  # characters of a sub-family's and a family's title there
 
 
 def _reward_text(reward: float | None) -> str:
     return "-" if reward is None else f"{reward:.4f}"
 
 
-def text_tree(graph: Any, max_rules: int | None = 5, max_families: int | None = None) -> str:
-    """The tree for a terminal: the best `max_families` top-level families with at most `max_rules`
-    rules each (None: all)."""
+def _known(**attrs: Any) -> dict[str, Any]:
+    # GraphML has no null: an unknown attribute is left out.
+    return {k: v for k, v in attrs.items() if v is not None}
+
+
+def family_tree(families: Families) -> Any:
+    """The tree as a networkx DiGraph (see the module docstring); successors are stored best first."""
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    best = min(families.members, key=lambda m: m.rank) if families.members else None
+    graph.add_node(ROOT, **_known(kind="root", label="trained rules", size=len(families.members),
+                                  reward=best.row.reward if best else None))
+    for family in families.families:
+        _add_family(graph, ROOT, family)
+        for sub in family.children:
+            _add_family(graph, family.node, sub)
+            for m in sub.members:
+                graph.add_node(f"{RULE_PREFIX}{m.index}", **_known(
+                    kind="rule", label=m.dsl, size=1, reward=m.row.reward, key=m.row.key,
+                    canonical=m.rule.canonical_text))
+                graph.add_edge(sub.node, f"{RULE_PREFIX}{m.index}")
+    return graph
+
+
+def _add_family(graph: Any, parent: str, family: Family) -> None:
+    graph.add_node(family.node, **_known(
+        kind=family.level, label=family.title, size=len(family.members), reward=family.best.row.reward,
+        best_rule=family.best.dsl, anchor=family.anchor.name if family.anchor else None))
+    graph.add_edge(parent, family.node)
+
+
+def write_graphml(graph: Any, path: Path | str) -> Path:
+    """The tree in GraphML (networkx's writer); returns the path."""
+    import networkx as nx
+
+    path = Path(path)
+    nx.write_graphml(graph, path)
+    return path
+
+
+def write_dot(graph: Any, path: Path | str) -> Path | None:
+    """The tree in Graphviz DOT through networkx's pydot writer; None when pydot is not installed."""
+    if importlib.util.find_spec("pydot") is None:
+        return None
+    import networkx as nx
+
+    path = Path(path)
+    # pydot reads a bare string with ':' or spaces as DOT syntax: quote every attribute value.
+    quoted = nx.relabel_nodes(graph, {n: f'"{n}"' for n in graph.nodes})
+    for _, data in quoted.nodes(data=True):
+        for key, value in data.items():
+            data[key] = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    nx.nx_pydot.write_dot(quoted, path)
+    return path
+
+
+def tree_depth(graph: Any) -> int:
+    """Levels between the root and the rules (family, sub-family: 2)."""
+    import networkx as nx
+
+    if graph.number_of_nodes() <= 1:
+        return 0
+    return max(nx.single_source_shortest_path_length(graph, ROOT).values()) - 1
+
+
+def excluded_text(families: Families) -> str:
+    """"not in families: 389 rejected, 7 failed" (empty when every rule joined)."""
+    parts = [f"{n} {status}" for status, n in sorted(families.excluded.items(), key=lambda kv: -kv[1])]
+    return f"not in families (never trained): {', '.join(parts)}" if parts else ""
+
+
+def text_tree(families: Families, max_rules: int | None = 3, max_families: int | None = None) -> str:
+    """The tree for a terminal: families, their sub-families and the best `max_rules` rules of each."""
     lines: list[str] = []
-
-    def walk(node: str, prefix: str, last: bool, top: bool) -> None:
-        data = graph.nodes[node]
-        if data["kind"] == "rule":
-            text = f"{data['label']}  reward {_reward_text(data['reward'])}"
-        else:
-            rules = f"{data['size']} rule{'s' * (data['size'] != 1)}"
-            text = f"{data['label']}  [{data['kind']}, {rules}, best {_reward_text(data['reward'])}]"
-        lines.append(text if top else f"{prefix}{'`-- ' if last else '|-- '}{text}")
-        kids = _children(graph, node)
-        rules = [k for k in kids if graph.nodes[k]["kind"] == "rule"]
-        hidden = 0
-        if max_rules is not None and len(rules) > max_rules:
-            hidden = len(rules) - max_rules
-            kids = kids[: len(kids) - hidden]
-        child_prefix = "" if top else prefix + ("    " if last else "|   ")
-        for i, kid in enumerate(kids):
-            walk(kid, child_prefix, i == len(kids) - 1 and not hidden, False)
-        if hidden:
-            lines.append(f"{child_prefix}`-- ... {hidden} more rule{'s' * (hidden != 1)}")
-
-    roots = _roots(graph)
-    for root in roots[:max_families]:
-        walk(root, "", True, True)
-    if max_families is not None and len(roots) > max_families:
-        lines.append(f"... {len(roots) - max_families} more top-level families")
-    return "\n".join(lines) + ("\n" if lines else "")
+    shown = families.families[:max_families]
+    for family in shown:
+        lines.append(f"{family.title}  [{_size(family)}, best {_reward_text(family.best.row.reward)}: "
+                     f"{family.best.dsl}]")
+        for i, sub in enumerate(family.children):
+            last = i == len(family.children) - 1
+            lines.append(f"{'`-- ' if last else '|-- '}{sub.title}  [{_size(sub)}, best "
+                         f"{_reward_text(sub.best.row.reward)}]")
+            prefix = "    " if last else "|   "
+            rules = sub.members if max_rules is None else sub.members[:max_rules]
+            hidden = len(sub.members) - len(rules)
+            for j, m in enumerate(rules):
+                end = j == len(rules) - 1 and not hidden
+                lines.append(f"{prefix}{'`-- ' if end else '|-- '}{m.dsl}  {_reward_text(m.row.reward)}")
+            if hidden:
+                lines.append(f"{prefix}`-- ... {hidden} more rule{'s' * (hidden != 1)}")
+    if len(shown) < len(families.families):
+        lines.append(f"... {len(families.families) - len(shown)} more families")
+    if not families.members:
+        lines.append("no trained rules")
+    if families.excluded:
+        lines.append(excluded_text(families))
+    return "\n".join(lines) + "\n"
 
 
-def _node_label(data: dict) -> str:
-    width = 70 if data["kind"] == "rule" else 40
-    text = data["label"] if len(data["label"]) <= width else data["label"][: width - 3] + "..."
-    return f"{text}  ({_reward_text(data['reward'])})"
+def _size(family: Family) -> str:
+    return f"{len(family.members)} rule{'s' * (len(family.members) != 1)}"
 
 
-def _layout(graph: Any, roots: list[str], max_rules: int | None
-            ) -> tuple[dict[str, tuple[int, float]], list[str], int]:
-    """Tidy left-to-right layout: node -> (depth, y), leaves one row apart (y = 0, -1, ...), a parent
-    centred on its children; also the nodes shown, parents first, and the number of rows."""
-    pos: dict[str, tuple[int, float]] = {}
-    shown: list[str] = []
-    rows = 0
+# --- the dendrogram ---------------------------------------------------------------------------------
 
-    def place(node: str) -> float:
-        nonlocal rows
-        shown.append(node)
-        kids = _children(graph, node)
-        if max_rules is not None:
-            families = [k for k in kids if graph.nodes[k]["kind"] != "rule"]
-            kids = families + [k for k in kids if graph.nodes[k]["kind"] == "rule"][:max_rules]
-        if kids:
-            ys = [place(k) for k in kids]
-            y = (ys[0] + ys[-1]) / 2
-        else:
-            y = -rows
-            rows += 1
-        pos[node] = (graph.nodes[node]["depth"], y)
-        return y
-
-    for root in roots:
-        place(root)
-    return pos, shown, rows
+def _leaf_sets(linkage: np.ndarray, n: int) -> list[list[int]]:
+    """Rule indices under each node of the linkage (0..n-1 the rules, n+k the k-th merge)."""
+    under = [[i] for i in range(n)]
+    for a, b, _, _ in linkage:
+        under.append(under[int(a)] + under[int(b)])
+    return under
 
 
-def _columns(graph: Any, pos: dict[str, tuple[int, float]], labels: dict[str, str]) -> list[int]:
-    """x of each depth, in characters: a column is as wide as its longest family label, plus room for
-    the connectors, so labels never run into the next column."""
-    depths = max((d for d, _ in pos.values()), default=0) + 1
-    widths = [0] * depths
-    for node, (depth, _) in pos.items():
-        if graph.nodes[node]["kind"] != "rule":
-            widths[depth] = max(widths[depth], len(labels[node]))
-    column = [0]
-    for width in widths[:-1]:
-        column.append(column[-1] + width + 8)
-    return column
+def _leaves(families: Families, max_leaves: int) -> tuple[dict, list[list[int]]]:
+    """scipy's dendrogram coordinates and, per leaf drawn (top to bottom), the rules under it."""
+    from scipy.cluster.hierarchy import dendrogram
+
+    n = len(families.members)
+    truncate = n > max_leaves
+    kwargs = dict(truncate_mode="lastp", p=len(families.subfamilies())) if truncate else {}
+    tree = dendrogram(families.linkage, no_plot=True, **kwargs)
+    under = _leaf_sets(families.linkage, n)  # a truncated leaf's id is its merge's, n + k
+    return tree, [under[i] for i in tree["leaves"]]
 
 
-def draw_tree(graph: Any, path: Path | str, max_rules: int | None = 3, max_families: int | None = 40) -> Path:
-    """Draw the tree to a PNG: the best `max_families` top-level families, at most `max_rules` rules
-    per family (None: no limit); returns the path."""
+def draw_tree(families: Families, path: Path | str, max_leaves: int = MAX_LEAVES) -> Path:
+    """The dendrogram of the trained rules (root left, distance d on the x axis) with the two cuts, a
+    row per rule (or per sub-family beyond `max_leaves` rules) and brackets naming the sub-families and
+    families with their best reward; returns the path."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
 
-    roots = _roots(graph)
-    hidden = len(roots) - max_families if max_families is not None and len(roots) > max_families else 0
-    pos, shown, rows = _layout(graph, roots[: len(roots) - hidden], max_rules)
-    labels = {node: _node_label(graph.nodes[node]) for node in shown}
-    column = _columns(graph, pos, labels)
-    right = max((column[pos[n][0]] + len(labels[n]) for n in shown), default=10) + 4
-    char_in = 0.075  # inches per character of 8 pt monospace, with some slack
-    fig, ax = plt.subplots(figsize=(max(6.0, right * char_in), max(3.0, 0.3 * rows + 1.2)))
-    for parent, child in graph.edges:
-        if parent in pos and child in pos:
-            (d0, y0), (d1, y1) = pos[parent], pos[child]
-            start, end = column[d0] + len(labels[parent]) + 2, column[d1] - 1
-            ax.plot([start, end - 3, end - 3, end], [y0, y0, y1, y1], color="0.7", lw=0.8, zorder=1)
-    for node in shown:
-        data, (depth, y) = graph.nodes[node], pos[node]
-        ax.scatter([column[depth]], [y], s=30, color=_COLOURS[data["kind"]], zorder=2)
-        ax.text(column[depth] + 1, y, labels[node], va="center", fontsize=8, family="monospace",
-                fontweight="normal" if data["kind"] == "rule" else "bold")
-    ax.set_xlim(-2, right)
-    ax.set_ylim(-max(rows, 1) + 0.4, 0.8)
-    ax.axis("off")
-    kinds = {graph.nodes[n]["kind"] for n in shown}
-    ax.legend(handles=[Line2D([], [], marker="o", ls="", color=c, label=k) for k, c in _COLOURS.items()
-                       if k in kinds], loc="upper right", fontsize=8, frameon=False)
-    more = f"; {hidden} more top-level families not drawn" if hidden else ""
-    ax.set_title(f"Family tree: family -> sub-family -> rule (best reward in brackets){more}", fontsize=10)
-    fig.tight_layout()
     path = Path(path)
+    if families.linkage is None:
+        fig, ax = plt.subplots(figsize=(7, 1.6))
+        ax.axis("off")
+        text = (f"one trained rule: {families.members[0].dsl}" if families.members else "no trained rules")
+        ax.text(0.5, 0.5, f"{text}\n{excluded_text(families)}", ha="center", va="center", fontsize=10)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+    tree, leaves = _leaves(families, max_leaves)
+    placement = families.placement()
+    colours = _family_colours(families)
+    rows = len(leaves)
+    label_chars = LABEL_WIDTH + 14  # the DSL text, a gap, the reward and room before the first bracket
+    sub_chars = 4 + min(SUB_WIDTH, max(len(s.title) for s in families.subfamilies()))
+    fam_chars = 2 + min(FAMILY_WIDTH, max(len(f.title) for f in families.families) + 9)
+    char_in = 0.07  # inches per character of 8 pt text, with some slack for the proportional labels
+    text_in = (label_chars + sub_chars + fam_chars) * char_in
+    fig = plt.figure(figsize=(4.0 + text_in, 1.5 + 0.2 * rows))
+    grid = fig.add_gridspec(1, 2, width_ratios=[4.0, text_in], wspace=0.0)
+    tree_ax = fig.add_subplot(grid[0])
+    text_ax = fig.add_subplot(grid[1], sharey=tree_ax)
+    for xs, ys in zip(tree["dcoord"], tree["icoord"]):
+        tree_ax.plot(xs, ys, color=_link_colour(xs, ys, tree, leaves, placement, colours), lw=1.0)
+    for cut, name in ((families.family_cut, "family cut"), (families.subfamily_cut, "sub-family cut")):
+        tree_ax.axvline(cut, color="0.4", ls="--", lw=0.8)
+        tree_ax.text(cut, 10 * rows + 2, name, rotation=90, va="bottom", ha="right", fontsize=7, color="0.3")
+    top = max(max(d) for d in tree["dcoord"])
+    tree_ax.set_xlim(top * 1.05 + 0.02, 0)  # root on the left, leaves against the labels
+    tree_ax.set_ylim(10 * rows + 14, -4)
+    tree_ax.set_xlabel("d = 1 - mean cos(updates)", fontsize=8)
+    tree_ax.tick_params(axis="x", labelsize=7)
+    tree_ax.set_yticks([])
+    for side in ("top", "right", "left"):
+        tree_ax.spines[side].set_visible(False)
+    text_ax.axis("off")
+    text_ax.set_xlim(0, label_chars + sub_chars + fam_chars)
+    _draw_labels(text_ax, leaves, families, placement, colours, label_chars, sub_chars)
+    drawn = "rule" if len(leaves) == len(families.members) else "sub-family"
+    fig.suptitle(f"Family tree of {len(families.members)} trained rules (one row per {drawn}); "
+                 f"best reward in brackets. {excluded_text(families)}", fontsize=9, x=0.01, ha="left")
+    fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.5 / (1.5 + 0.2 * rows), bottom=0.6 / (1.5 + 0.2 * rows))
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
-def _dot_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def _family_colours(families: Families) -> dict[str, Any]:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return {f.node: cmap(i % 10) for i, f in enumerate(families.families)}
 
 
-def to_dot(graph: Any) -> str:
-    """The tree in Graphviz DOT (written directly: no pydot or pygraphviz needed)."""
-    lines = ["digraph families {", "  rankdir=LR;", '  node [fontname="Helvetica"];']
-    for node, data in graph.nodes(data=True):
-        label = f"{_dot_escape(data['label'])}\\n{_reward_text(data['reward'])}"  # \n: DOT's line break
-        shape = "ellipse" if data["kind"] == "rule" else "box"
-        lines.append(f'  "{_dot_escape(node)}" [label="{label}", shape={shape}, kind="{data["kind"]}"];')
-    for parent, child in graph.edges:
-        lines.append(f'  "{_dot_escape(parent)}" -> "{_dot_escape(child)}";')
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+def _link_colour(xs, ys, tree, leaves, placement, colours) -> Any:
+    """A link inside one family takes its colour; links joining families are grey."""
+    low, high = min(ys), max(ys)
+    rows = [i for i in range(len(leaves)) if low <= 5 + 10 * i <= high]
+    found = {placement[r][0].node for i in rows for r in leaves[i]}
+    return colours[found.pop()] if len(found) == 1 else "0.6"
 
 
-def write_dot(graph: Any, path: Path | str) -> Path:
-    """Write the DOT text of the tree; returns the path."""
-    path = Path(path)
-    path.write_text(to_dot(graph), encoding="utf-8")
-    return path
+def _draw_labels(ax: Any, leaves: list[list[int]], families: Families, placement: dict, colours: dict,
+                 label_chars: int, sub_chars: int) -> None:
+    members = families.members
+    for row, indices in enumerate(leaves):
+        y = 5 + 10 * row
+        best: Member = min((members[i] for i in indices), key=lambda m: m.rank)
+        family, sub = placement[best.index]
+        if len(indices) == 1:
+            label = _shorten(best.dsl, LABEL_WIDTH)
+        else:
+            label = _shorten(f"{len(indices)} rules, best {best.dsl}", LABEL_WIDTH)
+        ax.text(1, y, f"{label:<{LABEL_WIDTH}} {_reward_text(best.row.reward):>8}", va="center", fontsize=8,
+                family="monospace", color=colours[family.node])
+    for column, level in ((label_chars, "subfamily"), (label_chars + sub_chars, "family")):
+        spans: dict[str, list[int]] = {}
+        for row, indices in enumerate(leaves):
+            node = placement[indices[0]][0 if level == "family" else 1]
+            spans.setdefault(node.node, []).append(row)
+        nodes = {f.node: f for f in (families.families if level == "family" else families.subfamilies())}
+        for node_id, span in spans.items():
+            node = nodes[node_id]
+            y0, y1 = 5 + 10 * span[0] - 4, 5 + 10 * span[-1] + 4
+            colour = colours[placement[node.members[0].index][0].node]
+            label = f"{_shorten(node.title, FAMILY_WIDTH)} ({_reward_text(node.best.row.reward)})" \
+                if level == "family" else _shorten(node.title, SUB_WIDTH)
+            if level == "family" or len(node.members) > 1:  # a one-rule sub-family is its row
+                ax.plot([column, column], [y0, y1], color=colour, lw=2 if level == "family" else 1)
+                ax.text(column + 1, (y0 + y1) / 2, label, va="center", fontsize=8, color=colour,
+                        fontweight="bold" if level == "family" else "normal")
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -2,7 +2,9 @@
 
 The search loop talks to an `Executor` only: it submits (job_id, payload) pairs, polls for
 `Completion`s and keeps `capacity` jobs in flight. A distributed engine (Ray, a cluster queue) plugs
-in by implementing the same five members; the loop does not change.
+in by implementing the same five members; the loop does not change. `PoolExecutor` is the shared body
+of the two pools here, worker processes (`ProcessExecutor`) and Ray actors (`RayExecutor`): the queue,
+the submit/poll protocol, deadlines and start-up failures; each says how it runs a job on a worker.
 
 The work is a module-level function `fn(payload) -> EvalResult`, given as the function itself or as a
 "module:qualname" string; payloads are plain data. Both travel to worker processes by name and by
@@ -17,12 +19,14 @@ an exception, a timeout or a dead worker comes back as `EvalResult(status="error
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import pickle
 import signal
 import sys
 import time
 import traceback
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -210,12 +214,35 @@ class SerialExecutor:
 def _worker_main(
     conn: Connection, fn_ref: str, init_ref: str | None, initargs: bytes, threads: int
 ) -> None:
-    """A worker's whole life: limit threads, import and initialise once, then run jobs one by one."""
+    """A worker's whole life: limit threads, import and initialise once, then run jobs one by one.
+
+    A worker whose parent is gone (killed, even with kill -9) finds its pipe closed and exits at once,
+    quietly: there is no one left to tell.
+    """
     # Set before the work function's imports load numpy/torch, which read these once at load time.
     for name in THREAD_ENV:
         os.environ[name] = str(threads)
     # Ctrl-C in a terminal reaches the whole process group; the parent decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _serve(conn, fn_ref, init_ref, initargs, threads)
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        pass
+    _exit_now()
+
+
+def _exit_now() -> None:
+    # Exit as a forked multiprocessing child does: flush, then skip interpreter teardown, which with
+    # torch loaded takes longer than the whole shutdown should.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed terminal or pipe
+            pass
+    os._exit(0)
+
+
+def _serve(conn: Connection, fn_ref: str, init_ref: str | None, initargs: bytes, threads: int) -> None:
     try:
         fn = resolve_callable(fn_ref)
         if init_ref is not None:
@@ -227,16 +254,9 @@ def _worker_main(
         return
     conn.send(("ready",))
     while True:
-        try:
-            message = conn.recv()
-        except EOFError:  # the parent is gone
-            message = None
+        message = conn.recv()  # EOFError when the parent is gone
         if message is None:
-            # Exit as a forked multiprocessing child does: flush, then skip interpreter teardown,
-            # which with torch loaded takes longer than the whole shutdown should.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0)
+            return
         job_id, blob = message
         try:
             payload = pickle.loads(blob)
@@ -246,9 +266,7 @@ def _worker_main(
             continue
         result, detail, seconds = run_job(fn, payload)
         try:
-            conn.send(("done", job_id, result, detail, seconds))
-        except (BrokenPipeError, ConnectionResetError):  # the parent gave up on this job (timeout, close)
-            os._exit(0)
+            conn.send(("done", job_id, result, detail, seconds))  # BrokenPipeError: the parent gave up
         except (pickle.PicklingError, TypeError, AttributeError) as e:  # a field fn filled oddly
             conn.send(("done", job_id, error_result(f"cannot send result: {type(e).__name__}: {e}"),
                        detail, seconds))
@@ -262,6 +280,142 @@ def limit_torch_threads(torch: Any, threads: int) -> None:
         torch.set_num_interop_threads(threads)
     except RuntimeError:  # only allowed before the first inter-op parallel work
         pass
+
+
+class PoolExecutor(ABC):
+    """A pool of `workers` workers, one job per worker at a time: the part of the `Executor` protocol
+    every pool shares. A subclass starts its workers, hands a queued job to a free worker
+    (`_dispatch`), waits for messages and deaths (`_collect`), and stops its workers (`_stop`).
+
+    The timeout clock of a job starts when a set-up worker receives it, so start-up and the
+    initializer (run once per worker) are not charged to any job.
+    """
+
+    def __init__(self, fn: WorkFn, workers: int, timeout: float | None, initializer: WorkFn | None) -> None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+        if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"timeout must be a finite number > 0 or None, got {timeout}")
+        self.capacity = workers
+        self.timeout = timeout
+        self._fn_ref = callable_ref(fn)
+        self._init_ref = None if initializer is None else callable_ref(initializer)
+        self._pending: deque[Any] = deque()  # jobs not yet handed to a worker
+        self._job_ids: set[int] = set()
+        self._done: list[Completion] = []  # finished, not yet returned by poll
+        self._start_failures = 0  # workers in a row that died before they were set up
+        self._closed = False
+
+    # -- the Executor interface ----------------------------------------------------------------------
+
+    def submit(self, job_id: int, payload: Any) -> None:
+        """Queue a job; it starts as soon as a worker is free."""
+        if self._closed:
+            raise ExecutorError("executor is closed")
+        if job_id in self._job_ids:
+            raise ValueError(f"job {job_id} is already in flight")
+        job = self._make_job(job_id, payload)
+        self._job_ids.add(job_id)
+        self._pending.append(job)
+        self._dispatch()
+
+    def poll(self, timeout: float) -> list[Completion]:
+        """Jobs finished since the last poll, waiting up to `timeout` s for at least one.
+
+        Raises ExecutorError only if workers cannot be set up at all.
+        """
+        end = time.monotonic() + max(timeout, 0.0)
+        while True:
+            self._dispatch()
+            if not self._done:
+                self._collect(max(end - time.monotonic(), 0.0))
+            if self._done:
+                self._collect(0.0)  # pick up anything else already finished
+                self._dispatch()  # refill freed workers before the caller handles results
+                done, self._done = self._done, []
+                return done
+            if not self._job_ids or time.monotonic() >= end:
+                return []
+
+    def in_flight(self) -> int:
+        return len(self._job_ids) + len(self._done)
+
+    def close(self) -> None:
+        """Stop the workers (killing any mid-job) and drop jobs in flight. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop()
+        self._pending.clear()
+        self._job_ids.clear()
+        self._done.clear()
+
+    def __enter__(self) -> PoolExecutor:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until every worker has run its initializer; False if `timeout` s pass first.
+
+        Lets a caller start its clock after start-up, not before. Raises ExecutorError if the
+        initializer fails.
+        """
+        end = None if timeout is None else time.monotonic() + timeout
+        while not self._all_ready():
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            self._collect(left, only_starting=True)
+        return True
+
+    # -- what a pool provides ------------------------------------------------------------------------
+
+    @abstractmethod
+    def _make_job(self, job_id: int, payload: Any) -> Any:
+        """The queued form of a job (TypeError for a payload the pool cannot carry)."""
+
+    @abstractmethod
+    def _dispatch(self) -> None:
+        """Hand queued jobs to free, set-up workers."""
+
+    @abstractmethod
+    def _collect(self, wait: float | None, only_starting: bool = False) -> None:
+        """Wait up to `wait` s for workers' results, set-ups or deaths; handle them; enforce deadlines."""
+
+    @abstractmethod
+    def _all_ready(self) -> bool:
+        """Whether every worker has run its initializer."""
+
+    @abstractmethod
+    def _running_since(self) -> list[float]:
+        """time.monotonic() at which each running job was handed to its worker."""
+
+    @abstractmethod
+    def _stop(self) -> None:
+        """Stop every worker."""
+
+    # -- shared machinery ----------------------------------------------------------------------------
+
+    def _until_next_deadline(self, wait: float | None) -> float | None:
+        started = self._running_since()
+        if self.timeout is None or not started:
+            return wait
+        left = max(min(started) + self.timeout - time.monotonic(), 0.0)
+        return left if wait is None else min(wait, left)
+
+    def _start_failed(self, what: str) -> None:
+        """Count a worker that died before it was set up; ExecutorError after too many in a row."""
+        self._start_failures += 1
+        if self._start_failures >= _MAX_START_FAILURES:
+            raise ExecutorError(f"{self._start_failures} {what}")
+
+    def _finish(self, completion: Completion) -> None:
+        self._job_ids.discard(completion.job_id)
+        self._done.append(completion)
 
 
 @dataclass
@@ -279,7 +433,7 @@ class _Worker:
     job: _Job | None = None
 
 
-class ProcessExecutor:
+class ProcessExecutor(PoolExecutor):
     """Evaluations in `workers` processes, one job per worker at a time.
 
     One job per worker makes every failure attributable: a job that overruns `timeout` seconds has
@@ -308,67 +462,22 @@ class ProcessExecutor:
         initargs: tuple[Any, ...] = (),
         threads_per_worker: int = 1,
     ) -> None:
-        if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers} (use SerialExecutor for 0)")
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be positive or None, got {timeout}")
-        self.capacity = workers
-        self.timeout = timeout
-        self._fn_ref = callable_ref(fn)
-        self._init_ref = None if initializer is None else callable_ref(initializer)
+        super().__init__(fn, workers, timeout, initializer)
         self._initargs = pickle.dumps(initargs)
         self._threads = threads_per_worker
         self._ctx = get_context("spawn")
-        self._pending: deque[_Job] = deque()
-        self._job_ids: set[int] = set()
-        self._done: list[Completion] = []  # finished, not yet returned by poll
-        self._start_failures = 0
-        self._closed = False
+        self._workers: list[_Worker] = []
         self._workers = [self._start_worker() for _ in range(workers)]
 
-    # -- the Executor interface ----------------------------------------------------------------------
-
-    def submit(self, job_id: int, payload: Any) -> None:
-        """Queue a job; TypeError if the payload cannot be pickled (payloads must be plain data)."""
-        if self._closed:
-            raise ExecutorError("executor is closed")
-        if job_id in self._job_ids:
-            raise ValueError(f"job {job_id} is already in flight")
+    def _make_job(self, job_id: int, payload: Any) -> _Job:
+        """Payloads travel pickled; TypeError if this one cannot be (payloads must be plain data)."""
         try:
-            blob = pickle.dumps(payload)
+            return _Job(job_id, pickle.dumps(payload))
         except Exception as e:
             raise TypeError(f"payload for job {job_id} cannot be pickled ({e}); "
                             f"payloads must be plain data") from None
-        self._job_ids.add(job_id)
-        self._pending.append(_Job(job_id, blob))
-        self._dispatch()
 
-    def poll(self, timeout: float) -> list[Completion]:
-        """Jobs finished since the last poll, waiting up to `timeout` s for at least one.
-
-        Raises ExecutorError only if workers cannot be started at all.
-        """
-        end = time.monotonic() + max(timeout, 0.0)
-        while True:
-            self._dispatch()
-            if not self._done:
-                self._collect(max(end - time.monotonic(), 0.0))
-            if self._done:
-                self._collect(0.0)  # pick up anything else already finished
-                self._dispatch()  # refill freed workers before the caller handles results
-                done, self._done = self._done, []
-                return done
-            if not self.in_flight() or time.monotonic() >= end:
-                return []
-
-    def in_flight(self) -> int:
-        return len(self._job_ids) + len(self._done)
-
-    def close(self) -> None:
-        """Stop the workers (killing any mid-job) and drop jobs in flight. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+    def _stop(self) -> None:
         for w in self._workers:
             if w.ready and w.job is None:
                 try:
@@ -383,33 +492,8 @@ class ProcessExecutor:
                 w.process.kill()
                 w.process.join()
             w.conn.close()
-        self._pending.clear()
-        self._job_ids.clear()
-        self._done.clear()
-
-    def __enter__(self) -> ProcessExecutor:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # -- extras --------------------------------------------------------------------------------------
-
-    def wait_ready(self, timeout: float | None = None) -> bool:
-        """Block until every worker has run its initializer; False if `timeout` s pass first.
-
-        Lets a caller start its clock after start-up, not before. Raises ExecutorError if the
-        initializer fails.
-        """
-        end = None if timeout is None else time.monotonic() + timeout
-        while not all(w.ready for w in self._workers):
-            left = None if end is None else end - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            self._collect(left, only_starting=True)
-        return True
 
     def worker_pids(self) -> list[int | None]:
         """The current workers' process ids (they change when a worker is replaced)."""
@@ -453,14 +537,11 @@ class ProcessExecutor:
                 self._service(i)
         self._enforce_deadlines()
 
-    def _until_next_deadline(self, wait: float | None) -> float | None:
-        if self.timeout is None:
-            return wait
-        started = [w.job.started for w in self._workers if w.job is not None]
-        if not started:
-            return wait
-        left = max(min(started) + self.timeout - time.monotonic(), 0.0)
-        return left if wait is None else min(wait, left)
+    def _all_ready(self) -> bool:
+        return all(w.ready for w in self._workers)
+
+    def _running_since(self) -> list[float]:
+        return [w.job.started for w in self._workers if w.job is not None]
 
     def _service(self, i: int) -> None:
         """Read every message worker i has sent; if it has died, fail its job and replace it."""
@@ -506,18 +587,10 @@ class ProcessExecutor:
             seconds = time.monotonic() - w.job.started
             self._finish(Completion(w.job.job_id, error_result(reason), seconds))
         elif not w.ready:
-            self._start_failures += 1
-            if self._start_failures >= _MAX_START_FAILURES:
-                raise ExecutorError(
-                    f"{self._start_failures} workers died while starting ({reason}); "
-                    f"check that {self._fn_ref} and its initializer import and run"
-                )
+            self._start_failed(f"workers died while starting ({reason}); check that {self._fn_ref} and its "
+                               f"initializer import and run")
         if not self._closed:
             self._workers[i] = self._start_worker()
-
-    def _finish(self, completion: Completion) -> None:
-        self._job_ids.discard(completion.job_id)
-        self._done.append(completion)
 
 
 def _death_reason(exitcode: int | None) -> str:

@@ -33,30 +33,25 @@ import sys
 import time
 import traceback
 import warnings
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from controller.executors import (
     THREAD_ENV,
     Completion,
     ExecutorError,
+    PoolExecutor,
     WorkFn,
     error_result,
     limit_torch_threads,
-    run_job,
-    callable_ref,
     resolve_callable,
+    run_job,
 )
 from nos_symbolic.errors import NosError
 
 RAY_MISSING = "the ray backend needs Ray: pip install 'nos-symbolic[ray]'"
-# Actors that die in a row before finishing their constructor mean the setup is broken (the package
-# missing on a node, a crashing initializer); replacing them forever would hide that.
-_MAX_START_FAILURES = 3
 _REASON_CHARS = 300
 _NICENESS_ENV = "RAY_worker_niceness"  # read by the raylet that ray.init starts
 
@@ -177,7 +172,7 @@ class _Slot:
     started: float = 0.0  # time.monotonic() when the job was handed over
 
 
-class RayExecutor:
+class RayExecutor(PoolExecutor):
     """Evaluations on `workers` Ray actors, one job per actor at a time (see the module docstring).
 
     address:     None starts a local Ray instance with at least `workers * num_cpus` CPUs, shut down
@@ -205,27 +200,15 @@ class RayExecutor:
         num_gpus: float = 0.0,
         max_retries: int = 2,
     ) -> None:
-        if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be positive or None, got {timeout}")
+        super().__init__(fn, workers, timeout, initializer)
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
         if num_cpus < 0 or num_gpus < 0:
             raise NosError(f"--cpus-per-eval and --gpus-per-eval must be >= 0, got {num_cpus:g} and {num_gpus:g}")
         self._ray = require_ray()
-        self.capacity = workers
-        self.timeout = timeout
         self.max_retries = max_retries
-        self._fn_ref = callable_ref(fn)
-        self._init_ref = None if initializer is None else callable_ref(initializer)
         self._initargs = tuple(initargs)
         self._threads = max(math.floor(num_cpus), 1)
-        self._pending: deque[_Job] = deque()
-        self._job_ids: set[int] = set()
-        self._done: list[Completion] = []  # finished, not yet returned by poll
-        self._start_failures = 0
-        self._closed = False
         self._slots: list[_Slot] = []
         connection = connect_ray(address, max(math.ceil(workers * num_cpus), os.cpu_count() or 1))
         self._owns_ray = connection != "reused"
@@ -238,76 +221,24 @@ class RayExecutor:
             self.close()
             raise
 
-    # -- the Executor interface ----------------------------------------------------------------------
+    # -- the pool's part of the Executor protocol ------------------------------------------------------
 
-    def submit(self, job_id: int, payload: Any) -> None:
-        """Queue a job; it starts as soon as an actor is free."""
-        if self._closed:
-            raise ExecutorError("executor is closed")
-        if job_id in self._job_ids:
-            raise ValueError(f"job {job_id} is already in flight")
-        self._job_ids.add(job_id)
-        self._pending.append(_Job(job_id, payload))
-        self._dispatch()
+    def _make_job(self, job_id: int, payload: Any) -> _Job:
+        return _Job(job_id, payload)
 
-    def poll(self, timeout: float) -> list[Completion]:
-        """Jobs finished since the last poll, waiting up to `timeout` s for at least one.
-
-        Raises ExecutorError only if actors cannot be set up at all.
-        """
-        end = time.monotonic() + max(timeout, 0.0)
-        while True:
-            self._dispatch()
-            if not self._done:
-                self._collect(max(end - time.monotonic(), 0.0))
-            if self._done:
-                self._collect(0.0)  # pick up anything else already finished
-                self._dispatch()  # refill freed actors before the caller handles results
-                done, self._done = self._done, []
-                return done
-            if not self._job_ids or time.monotonic() >= end:
-                return []
-
-    def in_flight(self) -> int:
-        return len(self._job_ids) + len(self._done)
-
-    def close(self) -> None:
-        """Kill this executor's actors (dropping jobs in flight); stop Ray if this executor started it
-        or connected to it. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+    def _stop(self) -> None:
+        """Kill this executor's actors; stop Ray if this executor started it or connected to it."""
         for slot in self._slots:
             self._kill(slot.actor)
         self._slots = []
-        self._pending.clear()
-        self._job_ids.clear()
-        self._done.clear()
         if self._owns_ray:
             self._ray.shutdown()  # a connected driver disconnects; the cluster keeps running
 
-    def __enter__(self) -> RayExecutor:
-        return self
+    def _all_ready(self) -> bool:
+        return all(s.ready_ref is None for s in self._slots)
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    # -- extras --------------------------------------------------------------------------------------
-
-    def wait_ready(self, timeout: float | None = None) -> bool:
-        """Block until every actor has run its initializer; False if `timeout` s pass first.
-
-        Lets a caller start its clock after start-up. Raises ExecutorError if the initializer fails.
-        """
-        end = None if timeout is None else time.monotonic() + timeout
-        while any(s.ready_ref is not None for s in self._slots):
-            left = None if end is None else end - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            self._collect(left, only_starting=True)
-        return True
+    def _running_since(self) -> list[float]:
+        return [s.started for s in self._slots if s.job is not None]
 
     def worker_pids(self) -> list[int | None]:
         """Process ids of the actors (None while one starts); they change when an actor is replaced."""
@@ -371,24 +302,13 @@ class RayExecutor:
             time.sleep(min(wait, 0.05))  # nothing to wait on; let the caller's clock run
         self._enforce_deadlines()
 
-    def _until_next_deadline(self, wait: float | None) -> float | None:
-        started = [s.started for s in self._slots if s.job is not None]
-        if self.timeout is None or not started:
-            return wait
-        left = max(min(started) + self.timeout - time.monotonic(), 0.0)
-        return left if wait is None else min(wait, left)
-
     def _on_ready(self, i: int) -> None:
         slot = self._slots[i]
         try:
             pid, error = self._ray.get(slot.ready_ref)
         except self._ray.exceptions.RayError as err:  # died while starting
-            self._start_failures += 1
-            if self._start_failures >= _MAX_START_FAILURES:
-                raise ExecutorError(
-                    f"{self._start_failures} Ray workers died while starting ({_short(err)}); check that "
-                    f"nos-symbolic is installed where Ray runs them and that {self._fn_ref} imports"
-                ) from None
+            self._start_failed(f"Ray workers died while starting ({_short(err)}); check that nos-symbolic is "
+                               f"installed where Ray runs them and that {self._fn_ref} imports")
             self._kill(slot.actor)
             self._slots[i] = self._start_slot()
             return
@@ -440,10 +360,6 @@ class RayExecutor:
         """Kill actor i (whatever it was doing) and start a fresh one in its place."""
         self._kill(self._slots[i].actor)
         self._slots[i] = self._start_slot()
-
-    def _finish(self, completion: Completion) -> None:
-        self._job_ids.discard(completion.job_id)
-        self._done.append(completion)
 
 
 def _short(err: BaseException) -> str:

@@ -2,16 +2,23 @@
 
 One round:
   1. the strategy proposes samples one by one; each renders to DSL text and is parsed and keyed; a
-     rule whose key or fingerprint is in the store reuses its stored result (a cache hit); a rule the
-     pre-screen rejects is stored as `rejected`; any other is submitted to the workers at once;
+     rule whose key or fingerprint is in the store reuses its stored result; a rule the pre-screen
+     rejects is stored as `rejected`; any other is submitted to the workers at once;
   2. drawing stops when `round_size` new evaluations are under way; each finished evaluation is one
      store transaction;
-  3. the strategy observes every sample's reward in proposal order (PPO updates its policy), the
-     round's samples are written, and the controller checkpoint is replaced atomically.
+  3. the strategy observes every sample's reward in proposal order (PPO updates its policy); the
+     round's samples, its update statistics and the round counter are one store transaction; then the
+     controller checkpoint (controller.pt) is replaced atomically.
 Rounds make a run deterministic whatever the number of workers and whatever order evaluations finish
-in, and make resuming exact: after a crash the last checkpoint's round is replayed; evaluations that
-finished are found in the store, those in flight run again. Counting a round in evaluations, not
-samples, keeps the workers busy: only the last evaluations of a round wait for stragglers.
+in, and make resuming exact. A sample is a cache hit when its rule was drawn in an earlier round (or
+earlier in its own round), so a replayed round draws and marks its samples as the first attempt did.
+
+Resuming never deletes anything. The store is the record; the checkpoint (the strategy's state after
+round r, with the run's id) is only a shortcut to it. After a crash the rounds after the checkpoint are
+replayed: evaluations that finished are found in the store, those in flight run again, and samples
+already stored are checked against the replayed ones instead of written twice. A checkpoint that is
+missing is rebuilt by replaying every round; one from another run, or a store that is missing, is
+refused.
 
 The budget counts trained evaluations (every status but `rejected`), not samples.
 """
@@ -19,37 +26,49 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import time
-from dataclasses import dataclass, field, fields
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from controller.executors import make_executor
-from controller.store import RuleRecord, RunStore, SampleRecord, StoredRule
+from controller.lock import run_lock
+from controller.rundir import create_run_dir, default_run_dir, discard_run_dir
+from controller.store import STORE_FILENAME, RuleRecord, RunStore, SampleRecord, StoredRule, StoreError
 from nos_symbolic.errors import NosError, check_known_keys
 from nos_symbolic.evaluate import EvalConfig
 from nos_symbolic.result import EvalResult
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "controller.pt"
-UPDATES_FILE = "updates.jsonl"  # one line per controller update: pg_loss, entropy, approx_kl, clipfrac, ...
-STRATEGIES = ("ppo", "random", "evolution")
+LEGACY_UPDATES_FILE = "updates.jsonl"  # where runs before the store's updates table logged them
 # Settings that may change on --resume: they decide how fast the run goes, not what it finds.
 RESUMABLE_CHANGES = frozenset({"budget", "workers", "timeout", "backend", "address", "cpus_per_eval",
                                "gpus_per_eval"})
 BACKENDS = ("local", "ray")
 STALL_ROUNDS = 50  # rounds in a row without a new evaluation: the space is exhausted
+HURDLE_WINDOW = 64  # recent trained rules whose validation curves set the halving protocol's hurdle
 MAX_SAMPLES_PER_ROUND = 50  # x round_size: a round that finds this few new rules ends anyway
+WORKERS_PER_CORE = 4  # local workers beyond this many per core only queue for the CPU
+MAX_SEED = 2**63 - 1  # torch.manual_seed's range
+# The option each field is set by, for error messages.
+_FLAGS = {"n_groups": "--groups", "budget": "--budget", "workers": "--workers", "seed": "--seed",
+          "round_size": "--round-size", "timeout": "--timeout", "cpus_per_eval": "--cpus-per-eval",
+          "gpus_per_eval": "--gpus-per-eval", "backend": "--backend", "address": "--address",
+          "strategy": "--strategy"}
 
 
 @dataclass(frozen=True)
 class SearchConfig:
     """A search run. Recorded in the run directory's config.json.
 
-    strategy:   ppo (the paper's controller), random or evolution (baselines on the same space)
+    strategy:   ppo (the paper's controller), random, evolution, or module:Class (a plug-in Strategy)
     budget:     evaluations (trainings of a child network), not samples
     workers:    worker processes (0: evaluate in this process)
     seed:       the strategy's seed; evaluations use eval.seed
@@ -75,15 +94,24 @@ class SearchConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise NosError(f"unknown strategy {self.strategy!r}; expected one of {', '.join(STRATEGIES)}")
+        from controller.strategies import STRATEGIES
+
+        if not isinstance(self.strategy, str) or (self.strategy not in STRATEGIES and ":" not in self.strategy):
+            raise NosError(f"unknown strategy {self.strategy!r} (--strategy); expected one of "
+                           f"{', '.join(STRATEGIES)}, or module:Class for a Strategy of your own")
         for name in ("budget", "n_groups", "round_size"):
-            if getattr(self, name) < 1:
-                raise NosError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.workers < 0:
-            raise NosError(f"workers must be >= 0, got {self.workers}")
+            _check_int(name, getattr(self, name), 1)
+        _check_int("workers", self.workers, 0)
+        _check_int("seed", self.seed, 0, MAX_SEED)
+        _check_number("timeout", self.timeout, positive=True)
+        _check_number("cpus_per_eval", self.cpus_per_eval, positive=False)
+        _check_number("gpus_per_eval", self.gpus_per_eval, positive=False)
         if self.backend not in BACKENDS:
-            raise NosError(f"unknown backend {self.backend!r}; expected one of {', '.join(BACKENDS)}")
+            raise NosError(f"unknown backend {self.backend!r} (--backend); expected one of {', '.join(BACKENDS)}")
+        if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()):
+            raise NosError(f"--address must be a Ray address such as auto or ray://host:10001, got {self.address!r}")
+        if not isinstance(self.eval, EvalConfig):
+            raise NosError(f"eval must be an EvalConfig, got {type(self.eval).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -96,6 +124,37 @@ class SearchConfig:
         d = dict(d)
         d["eval"] = EvalConfig.from_dict(d.get("eval", {}))
         return cls(**d)
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+        raise NosError(f"{_FLAGS.get(name, name)} must be {bound}, got {value!r}")
+
+
+def _check_number(name: str, value: Any, positive: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value <= 0 if positive else value < 0):
+        raise NosError(f"{_FLAGS.get(name, name)} must be a finite number {'> 0' if positive else '>= 0'}, "
+                       f"got {value!r}")
+
+
+def check_environment(config: SearchConfig) -> None:
+    """Refuse, before anything is written, a search this machine cannot run: Ray missing, too many
+    local workers, CUDA asked for and absent, data that is not there."""
+    cores = os.cpu_count() or 1
+    if config.backend == "ray":
+        from controller.ray_executor import require_ray
+
+        require_ray()
+    elif config.workers > WORKERS_PER_CORE * cores:
+        raise NosError(f"--workers {config.workers} is more than {WORKERS_PER_CORE} per core ({cores} cores "
+                       f"here: at most {WORKERS_PER_CORE * cores}); pass a smaller --workers")
+    if config.backend == "local" and config.gpus_per_eval > 0:
+        raise NosError("--gpus-per-eval applies to the ray backend; pass --backend ray")
+    if config.backend == "local" or config.address is None:  # evaluations run on this machine
+        config.eval.check_device()
+        config.eval.check_data()
 
 
 @dataclass
@@ -119,35 +178,61 @@ class _Pending:
     positions: list[int]
 
 
-def config_difference(stored: dict[str, Any], given: dict[str, Any], prefix: str = "") -> list[str]:
-    """Human-readable differences between two config dicts, ignoring RESUMABLE_CHANGES."""
+# ---------------------------------------------------------------------------------------------------
+# Configs of resumed runs.
+
+
+def config_difference(stored: dict[str, Any], given: dict[str, Any], prefix: str = "",
+                      keys: set[str] | None = None) -> list[str]:
+    """Human-readable differences between two config dicts, ignoring RESUMABLE_CHANGES; `keys`
+    (dotted, e.g. "eval.lrs") limits the comparison to those settings."""
     out = []
     for key in sorted(set(stored) | set(given)):
-        a, b = stored.get(key), given.get(key)
+        a, b, name = stored.get(key), given.get(key), prefix + key
         if isinstance(a, dict) and isinstance(b, dict):
-            out += config_difference(a, b, prefix + key + ".")
-        elif a != b and (prefix + key) not in RESUMABLE_CHANGES:
-            out.append(f"{prefix}{key}: {a!r} in the run, {b!r} given")
+            out += config_difference(a, b, name + ".", keys)
+        elif a != b and name not in RESUMABLE_CHANGES and (keys is None or name in keys):
+            out.append(f"{name}: {a!r} in the run, {b!r} given")
     return out
 
 
-def prepare_run_dir(run_dir: Path, config: SearchConfig, resume: bool) -> None:
-    """Create a new run directory, or check that a resumed one was made with the same config."""
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """The config a run recorded: its config.json, or the copy in its store if that file is gone."""
+    if not run_dir.is_dir():
+        raise NosError(f"nothing to resume: {run_dir} does not exist")
     path = run_dir / CONFIG_FILE
-    if resume:
-        if not path.exists():
-            raise NosError(f"nothing to resume in {run_dir}: no {CONFIG_FILE}")
+    if path.exists():
         try:
-            stored = json.loads(path.read_text())
+            return json.loads(path.read_text())
         except (OSError, ValueError) as err:
-            raise NosError(f"cannot read {path}: {err}") from None
-        diff = config_difference(stored, config.to_dict())
-        if diff:
-            raise NosError(f"refusing to resume {run_dir} with a different config: {'; '.join(diff)}")
-    elif path.exists():
-        raise NosError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, json.dumps(config.to_dict(), indent=2).encode())
+            raise NosError(f"cannot read {path}: {err}; restore it from the run's store with "
+                           f"`mv {path} {path}.bad` and resume again") from None
+    if (run_dir / STORE_FILENAME).is_file():
+        with RunStore.open_readonly(run_dir) as store:
+            stored = store.get_meta("config")
+        if stored is not None:
+            return stored
+    raise NosError(f"nothing to resume in {run_dir}: no {CONFIG_FILE}")
+
+
+def resume_config(run_dir: Path, given: SearchConfig, explicit: set[str]) -> SearchConfig:
+    """The run's recorded config with the settings given explicitly (dotted names, e.g. "budget",
+    "eval.lrs") applied; refuses a given setting that would change what the run finds."""
+    stored = read_run_config(run_dir)
+    wanted = given.to_dict()
+    diff = config_difference(stored, wanted, keys=explicit)
+    if diff:
+        raise NosError(f"refusing to resume {run_dir} with a different config: {'; '.join(diff)} "
+                       f"(only {', '.join(sorted(RESUMABLE_CHANGES))} may change on --resume)")
+    merged = dict(stored)
+    for key in explicit & RESUMABLE_CHANGES:
+        merged[key] = wanted[key]
+    if "gpus_per_eval" in explicit:  # evaluations follow their resources onto or off the GPU
+        merged["eval"] = {**stored.get("eval", {}), "device": wanted["eval"]["device"]}
+    try:
+        return SearchConfig.from_dict(merged)
+    except (TypeError, NosError) as err:
+        raise NosError(f"the config recorded in {run_dir} is not valid: {err}") from None
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -182,143 +267,286 @@ def make_strategy(config: SearchConfig):
                           round_size=config.round_size)
 
 
-class Search:
-    """One search run over a run directory (see the module docstring)."""
+# ---------------------------------------------------------------------------------------------------
+# Checkpoints.
 
-    def __init__(self, config: SearchConfig, run_dir: Path, resume: bool = False) -> None:
-        if config.backend == "ray":
-            from controller.ray_executor import require_ray
 
-            require_ray()  # before the run directory is written: a missing extra leaves nothing behind
-        prepare_run_dir(run_dir, config, resume)
-        self.config, self.run_dir = config, run_dir
-        self.store = RunStore.open(run_dir)
-        self.strategy = make_strategy(config)
-        self.round = 0
-        self.evaluations_at_round_start = 0
-        self.round_start = ""  # rules stored after this instant were evaluated in the current round
-        self.progress = Progress(budget=config.budget)
-        if resume:
-            self._load_checkpoint()
-        self._refresh_progress()
+@dataclass(frozen=True)
+class Checkpoint:
+    """The strategy's state after `rounds` rounds, which drew samples 0..samples-1 of run `run_id`."""
 
-    # -- checkpoint ----------------------------------------------------------------------------------
+    run_id: str | None
+    rounds: int
+    samples: int
+    strategy: dict
 
-    def _load_checkpoint(self) -> None:
-        path = self.run_dir / CHECKPOINT_FILE
-        if not path.exists():  # killed before the first round ended: start the rounds again
-            self.store.discard_samples_from(0)
-            return
+
+def load_checkpoint(run_dir: Path) -> Checkpoint | None:
+    """The run's controller checkpoint, or None if there is none."""
+    path = run_dir / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    try:
+        ckpt = torch.load(path, weights_only=False)
+        if "next_sample" in ckpt:  # written before checkpoints carried a run id
+            return Checkpoint(None, int(ckpt["round"]), int(ckpt["next_sample"]), ckpt["strategy"])
+        return Checkpoint(ckpt["run_id"], int(ckpt["rounds"]), int(ckpt["samples"]), ckpt["strategy"])
+    except Exception as err:
+        raise NosError(f"cannot read the controller checkpoint {path} ({type(err).__name__}: {err}); move it "
+                       f"away and resume again to rebuild the controller from the store") from None
+
+
+def check_checkpoint(ckpt: Checkpoint, store: RunStore, run_dir: Path) -> None:
+    """Refuse a checkpoint that is not this store's: another run's, or ahead of what it recorded."""
+    fix = (f"put this run's {CHECKPOINT_FILE} back, or move {run_dir / CHECKPOINT_FILE} away and resume again "
+           f"to rebuild the controller from the store")
+    if store.run_id is not None and ckpt.run_id != store.run_id:
+        raise NosError(f"{run_dir / CHECKPOINT_FILE} belongs to another run (run id {ckpt.run_id}, the store's "
+                       f"is {store.run_id}); {fix}")
+    recorded = store.progress if store.run_id is not None else None
+    if ckpt.samples > store.next_sample_index() or (
+            recorded is not None and (ckpt.rounds > recorded.rounds or
+                                      (ckpt.rounds == recorded.rounds and ckpt.samples != recorded.samples))):
+        raise NosError(f"{run_dir / CHECKPOINT_FILE} is ahead of the run's store (round {ckpt.rounds}, "
+                       f"{ckpt.samples} samples; the store holds {store.n_samples()} samples"
+                       + ("" if recorded is None else f" of {recorded.rounds} rounds") + f"); {fix}")
+
+
+def _legacy_updates(path: Path) -> list[tuple[int, int, dict[str, float]]]:
+    """The rows of an old run's updates.jsonl; a torn or foreign line is skipped."""
+    rows: list[tuple[int, int, dict[str, float]]] = []
+    steps: dict[int, int] = {}
+    for line in path.read_text(errors="replace").splitlines():
         try:
-            ckpt = torch.load(path, weights_only=False)
-        except Exception as err:
-            raise NosError(f"cannot read the controller checkpoint {path}: {err}") from None
-        self.strategy.load_state_dict(ckpt["strategy"])
-        self.round, self.round_start = ckpt["round"], ckpt["round_start"]
-        self.evaluations_at_round_start = ckpt["evaluations"]
-        self._truncate_updates()
-        # Samples written after the checkpoint belong to the round being replayed.
-        self.store.discard_samples_from(ckpt["next_sample"])
+            entry = json.loads(line)
+            r = int(entry.pop("round"))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            continue
+        rows.append((r, steps.get(r, 0), entry))
+        steps[r] = steps.get(r, 0) + 1
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------
+# The loop.
+
+
+class Search:
+    """One search run over a run directory (see the module docstring).
+
+    Building it checks everything and writes nothing but the run directory's lock: the directory (new
+    runs) and the lock, the config (resumed runs: against config.json), the store and the checkpoint.
+    `run()` starts the workers and only then writes the run's files, so a search that cannot start
+    leaves nothing behind. The lock is held until `close()`. `run_dir=None` makes a fresh directory
+    runs/STRATEGY-DATE-TIME once the checks have passed.
+    """
+
+    def __init__(self, config: SearchConfig, run_dir: Path | None, resume: bool = False) -> None:
+        if resume and run_dir is None:
+            raise NosError("resuming needs the run directory to continue")
+        self.config, self.resume = config, resume
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.notes: list[str] = []  # what a resume rebuilt, for the user
+        self.store: RunStore | None = None
+        self.progress = Progress(budget=config.budget)
+        self._stack = ExitStack()
+        self._created = False
+        try:
+            self._prepare()
+        except BaseException:
+            self.close()
+            raise
+
+    def _prepare(self) -> None:
+        check_environment(self.config)
+        self.strategy = make_strategy(self.config)  # a plug-in that does not import fails here
+        if self.resume:
+            if not self.run_dir.is_dir():
+                raise NosError(f"nothing to resume: {self.run_dir} does not exist")
+        elif self.run_dir is None:
+            self.run_dir, self._created = default_run_dir(_dir_prefix(self.config.strategy)), True
+        else:
+            self._created = not self.run_dir.exists()
+            create_run_dir(self.run_dir)
+        self._stack.enter_context(run_lock(self.run_dir, "nos search"))
+        self.rounds = 0  # rounds ended (observed by the strategy and recorded)
+        self.first_sample = 0  # where the current round's samples go
+        self.run_id = uuid.uuid4().hex
+        if self.resume:
+            self._check_resume()
+        elif (self.run_dir / CONFIG_FILE).exists() or _holds_run(self.run_dir):
+            raise NosError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose "
+                           f"another --run-dir")
+
+    def _check_resume(self) -> None:
+        stored = read_run_config(self.run_dir)
+        diff = config_difference(stored, self.config.to_dict())
+        if diff:
+            raise NosError(f"refusing to resume {self.run_dir} with a different config: {'; '.join(diff)}")
+        if not (self.run_dir / STORE_FILENAME).is_file():
+            raise NosError(f"{self.run_dir} has {CONFIG_FILE} but no {STORE_FILENAME}: the run's evaluations are "
+                           f"gone. Restore {STORE_FILENAME} from a backup, or start a new run in another "
+                           f"--run-dir")
+        ckpt = load_checkpoint(self.run_dir)
+        with RunStore.open_readonly(self.run_dir) as store:
+            diff = config_difference(store.get_meta("config") or stored, stored)
+            if diff:
+                raise NosError(f"{self.run_dir / CONFIG_FILE} is not the config the run was made with "
+                               f"({'; '.join(d.replace('given', 'in config.json') for d in diff)}); undo the edit")
+            if ckpt is not None:
+                check_checkpoint(ckpt, store, self.run_dir)
+                self.strategy.load_state_dict(ckpt.strategy)
+                self.rounds, self.first_sample = ckpt.rounds, ckpt.samples
+            elif store.progress.rounds > 0:
+                self.notes.append(f"{CHECKPOINT_FILE} is missing: rebuilding the controller by replaying "
+                                  f"{store.progress.rounds} rounds from the store")
+            self.run_id = store.run_id or self.run_id
+
+    # -- writing the run's files ---------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Write what the run starts with: a new run's store and config; a resumed run's changes."""
+        self.store = RunStore.open(self.run_dir)
+        config = self.config.to_dict()
+        if not self.resume:
+            self.store.set_meta_items({"run_id": self.run_id, "config": config})
+            _write_atomic(self.run_dir / CONFIG_FILE, json.dumps(config, indent=2).encode())
+            return
+        meta: dict[str, Any] = {"config": config}
+        if self.store.run_id is None:  # a run from before run ids: adopt it
+            meta.update(run_id=self.run_id, progress={"rounds": self.rounds, "samples": self.first_sample})
+        self.store.set_meta_items(meta)
+        legacy = self.run_dir / LEGACY_UPDATES_FILE
+        if legacy.exists() and not any(True for _ in self.store.updates()):
+            self.store.record_updates([row for row in _legacy_updates(legacy) if row[0] < self.rounds])
+        path = self.run_dir / CONFIG_FILE
+        if not path.exists() or json.loads(path.read_text()) != config:  # a budget or worker change
+            _write_atomic(path, json.dumps(config, indent=2).encode())
+        self.seen = self.store.sample_keys(self.first_sample)
 
     def _save_checkpoint(self) -> None:
         buf = io.BytesIO()
-        self.round_start = _iso_now()
-        self.evaluations_at_round_start = self.store.n_evaluations()
-        torch.save({"strategy": self.strategy.state_dict(), "round": self.round, "round_start": self.round_start,
-                    "evaluations": self.evaluations_at_round_start, "next_sample": self.store.next_sample_index()},
-                   buf)
+        torch.save({"run_id": self.run_id, "rounds": self.rounds, "samples": self.first_sample,
+                    "strategy": self.strategy.state_dict()}, buf)
         _write_atomic(self.run_dir / CHECKPOINT_FILE, buf.getvalue())
 
     # -- the loop ------------------------------------------------------------------------------------
 
     def run(self, on_progress: Callable[[Progress], None] = lambda p: None) -> Progress:
-        """Run rounds until the budget of evaluations is spent."""
+        """Run rounds until the budget of evaluations is spent.
+
+        On KeyboardInterrupt the evaluations that finished are in the store (and the samples drawn
+        before the first unfinished one); the interrupt goes on to the caller.
+        """
         start = time.perf_counter()
         stalled = 0
-        with make_search_executor(self.config) as executor:
-            while self.store.n_evaluations() < self.config.budget and stalled < STALL_ROUNDS:
-                before = self.store.n_evaluations(count_rejected=True)
-                self._round(executor, on_progress, start)
-                stalled = 0 if self.store.n_evaluations(count_rejected=True) > before else stalled + 1
+        self.seen: dict[str, str] = {}  # rules drawn before the current round: key -> status
+        # One intra-op thread for the controller: its LSTM is tiny, so extra threads only contend with
+        # the evaluation workers (on a loaded machine PPO's sampling ran 10x slower with the default).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with make_search_executor(self.config) as executor:  # started before anything is written
+                self._start()
+                self._refresh_progress()
+                while self._budget_spent() < self.config.budget and stalled < STALL_ROUNDS:
+                    known = len(self.seen)
+                    self._round(executor, on_progress, start)
+                    stalled = 0 if len(self.seen) > known else stalled + 1
+        finally:
+            torch.set_num_threads(threads)
         self.progress.wall_seconds = time.perf_counter() - start
         return self.progress
+
+    def _budget_spent(self) -> int:
+        return sum(status != "rejected" for status in self.seen.values())
 
     def _round(self, executor, on_progress: Callable[[Progress], None], start: float) -> None:
         """Draw samples until `round_size` new evaluations are under way (fewer where the budget ends
         first), submitting each as soon as it is drawn; wait for them; then the strategy learns."""
-        target = min(self.config.round_size, self.config.budget - self.evaluations_at_round_start)
+        target = min(self.config.round_size, self.config.budget - self._budget_spent())
         proposals: list[Any] = []
         rewards: list[float | None] = []
         hits: list[bool] = []
         keys: list[str] = []
         jobs: list[_Pending] = []
+        statuses: dict[str, str] = {}  # the round's rules, as their evaluations become known
         new = 0
-        while new < target and len(proposals) < MAX_SAMPLES_PER_ROUND * self.config.round_size:
-            i = len(proposals)
-            proposals.append(self.strategy.propose(1)[0])
-            rule, stored = self._resolve(proposals[i].text)
-            same = next((j for j in jobs if rule.key == j.rule.key or rule.fingerprint == j.rule.fingerprint), None)
-            key = stored.key if stored is not None else same.rule.key if same is not None else rule.key
-            # A hit: stored before this round began, or met earlier in this round. (A replayed round finds
-            # the evaluations of its interrupted attempt in the store; they are not hits.)
-            hit = key in keys or (stored is not None and stored.created_at <= self.round_start)
-            reward = None
-            if stored is not None:
-                reward = stored.result.reward
-                new += not hit and stored.result.status != "rejected"
-            elif same is not None:
-                same.positions.append(i)
-            elif not (screen := self._screen(rule)).passed:
-                result = EvalResult(status="rejected", seed=self.config.eval.seed, reason=screen.reason)
-                self.store.record_evaluation(self._record(rule), result, [])
-                reward = result.reward
-            else:
-                jobs.append(_Pending(rule, [i]))
-                executor.submit(len(jobs) - 1, {"rule": rule.text, "config": self.config.eval.to_dict()})
-                new += 1
-            rewards.append(reward)
-            hits.append(hit)
-            keys.append(key)
-            self._collect(executor, jobs, rewards, 0.0, on_progress, start)
-        while executor.in_flight():
-            self._collect(executor, jobs, rewards, 1.0, on_progress, start)
-        first = self.store.next_sample_index()
-        self.store.record_samples([
-            SampleRecord(first + i, self.config.strategy, tuple(p.tokens), keys[i], rewards[i], hits[i])
-            for i, p in enumerate(proposals)])
+        # The hurdle of the halving protocol comes from the rules of finished rounds only, so a replayed
+        # round evaluates exactly as its first attempt did.
+        hurdle_curves = ([[list(p) for p in c] for c in self.store.recent_val_curves(HURDLE_WINDOW)]
+                         if self.config.eval.hurdle_quantile is not None else [])
+        try:
+            while new < target and len(proposals) < MAX_SAMPLES_PER_ROUND * self.config.round_size:
+                i = len(proposals)
+                proposals.append(self.strategy.propose(1)[0])
+                rule, stored = self._resolve(proposals[i].text)
+                same = next((j for j in jobs if rule.key == j.rule.key or rule.fingerprint == j.rule.fingerprint),
+                            None)
+                key = stored.key if stored is not None else same.rule.key if same is not None else rule.key
+                # A hit: drawn in an earlier round, or earlier in this one. (A replayed round finds the
+                # evaluations of its interrupted attempt in the store; they are not hits.)
+                hit = key in keys or key in self.seen
+                reward = None
+                if stored is not None:
+                    reward = stored.result.reward
+                    statuses[key] = stored.result.status
+                    new += not hit and stored.result.status != "rejected"
+                elif same is not None:
+                    same.positions.append(i)
+                elif not (screen := self._screen(rule)).passed:
+                    result = EvalResult(status="rejected", seed=self.config.eval.seed, reason=screen.reason)
+                    self.store.record_evaluation(self._record(rule), result, [])
+                    reward, statuses[key] = result.reward, result.status
+                else:
+                    jobs.append(_Pending(rule, [i]))
+                    executor.submit(len(jobs) - 1, {"rule": rule.text, "config": self.config.eval.to_dict(),
+                                                    "hurdle_curves": hurdle_curves})
+                    new += 1
+                rewards.append(reward)
+                hits.append(hit)
+                keys.append(key)
+                self._collect(executor, jobs, rewards, statuses, 0.0, on_progress, start)
+            while executor.in_flight():
+                self._collect(executor, jobs, rewards, statuses, 1.0, on_progress, start)
+        except KeyboardInterrupt:
+            # Keep the samples drawn before the first evaluation still running: a resume replays this
+            # round and finds them, the same draws, in the store.
+            done = next((i for i, r in enumerate(rewards) if r is None), len(rewards))
+            self.store.record_samples(self._samples(proposals[:done], keys, rewards, hits))
+            raise
+        samples = self._samples(proposals, keys, rewards, hits)
         if target == self.config.round_size:
-            self._log_updates(self.strategy.observe(list(zip(proposals, rewards))))
-            self.round += 1
+            stats = self.strategy.observe(list(zip(proposals, rewards)))
+            self.first_sample = self.store.record_round(samples, stats or [], ended_round=self.rounds)
+            self.rounds += 1
             self._save_checkpoint()
-        # else: the budget ended the round early. It is not checkpointed, so a resume with a larger
-        # budget replays it whole (its evaluations come back from the store) like an uninterrupted run.
+        else:
+            # The budget ended the round early. It is not checkpointed, so a resume with a larger
+            # budget replays it whole (its samples and evaluations come back from the store) like an
+            # uninterrupted run.
+            self.store.record_samples(samples)
+        self.seen.update(statuses)
         self._refresh_progress()
         on_progress(self.progress)
 
-    def _collect(self, executor, jobs: list[_Pending], rewards: list[float | None], timeout: float,
-                 on_progress: Callable[[Progress], None], start: float) -> None:
+    def _samples(self, proposals: list[Any], keys: list[str], rewards: list[float | None],
+                 hits: list[bool]) -> list[SampleRecord]:
+        return [SampleRecord(self.first_sample + i, self.config.strategy, tuple(p.tokens), keys[i], rewards[i], hits[i])
+                for i, p in enumerate(proposals)]
+
+    def _collect(self, executor, jobs: list[_Pending], rewards: list[float | None], statuses: dict[str, str],
+                 timeout: float, on_progress: Callable[[Progress], None], start: float) -> None:
         """Record the evaluations that finished (one store transaction each)."""
         for done in executor.poll(timeout=timeout):
             job = jobs[done.job_id]
             self.store.record_evaluation(self._record(job.rule), done.result, [])
+            statuses[job.rule.key] = done.result.status
             for i in job.positions:
                 rewards[i] = done.result.reward
             self.progress.worker_seconds += done.worker_seconds
             self._refresh_progress(start)
             on_progress(self.progress)
-
-    def _log_updates(self, stats: list[dict] | None) -> None:
-        if stats:
-            with open(self.run_dir / UPDATES_FILE, "a") as f:
-                for s in stats:
-                    f.write(json.dumps({"round": self.round, **s}) + "\n")
-
-    def _truncate_updates(self) -> None:
-        """Drop the log lines of rounds that will be replayed."""
-        path = self.run_dir / UPDATES_FILE
-        if path.exists():
-            keep = [line for line in path.read_text().splitlines() if json.loads(line)["round"] < self.round]
-            _write_atomic(path, "".join(line + "\n" for line in keep).encode())
 
     def _resolve(self, text: str) -> tuple[Any, StoredRule | None]:
         from nos_symbolic.rule import parse_rule
@@ -337,22 +565,45 @@ class Search:
                           seed=self.config.eval.seed)
 
     def _refresh_progress(self, start: float | None = None) -> None:
-        p = self.progress
-        p.evaluations = self.store.n_evaluations()
-        p.samples = self.store.n_samples()
-        p.cache_hits = self.store.n_cache_hits()
-        p.rejected = self.store.n_evaluations(count_rejected=True) - p.evaluations
-        top = self.store.top(1)
+        p, store = self.progress, self.store
+        p.evaluations = store.n_evaluations()
+        p.samples = store.n_samples()
+        p.cache_hits = store.n_cache_hits()
+        p.rejected = store.n_evaluations(count_rejected=True) - p.evaluations
+        top = store.top(1)
         if top:
-            p.best_reward, p.best_rule = top[0].result.reward, top[0].canonical or top[0].text
+            p.best_reward, p.best_rule = top[0].result.reward, _readable(top[0].text)
         if start is not None:
             p.wall_seconds = time.perf_counter() - start
 
     def close(self) -> None:
-        self.store.close()
+        """Close the store and release the run directory; a new run that wrote nothing leaves no
+        directory behind."""
+        if self.store is not None:
+            self.store.close()
+        elif self._created:
+            discard_run_dir(self.run_dir)
+        self._stack.close()
 
 
-def _iso_now() -> str:
-    from datetime import datetime, timezone
+def _dir_prefix(strategy: str) -> str:
+    """A default run directory's prefix: the strategy's name (a plug-in module:Class gives Class)."""
+    return strategy.rpartition(":")[2].rpartition(".")[2] or "search"
 
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")  # the store's format
+
+def _holds_run(run_dir: Path) -> bool:
+    """A store with a run id or any rows (one without is the debris of a start killed mid-way)."""
+    path = run_dir / STORE_FILENAME
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    try:
+        with RunStore.open_readonly(run_dir) as store:
+            return store.run_id is not None or store.n_samples() > 0 or store.n_evaluations(True) > 0
+    except StoreError:
+        return True
+
+
+def _readable(text: str) -> str:
+    from nos_symbolic.dsl import dsl_text
+
+    return dsl_text(text)

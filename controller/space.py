@@ -14,7 +14,8 @@ At group i the operand slots of groups i, i+1, ... are not computed yet and are 
 only constraint: valid tokens depend on the position alone, never on earlier tokens, so every position
 has a fixed mask, uniform sampling is independent per position, and a mutation touches one position.
 A group whose result is never used is dead code; its rule equals a shorter one and deduplication of the
-rendered rule catches it, so the space does not forbid it (the paper does not either).
+rendered rule catches it, so the space does not forbid it (the paper does not either). `live_positions`
+tells the tokens that reach the update from the dead ones, so a mutation can skip the dead.
 
 Rendering inlines each group's result where it is used, in parentheses unless it is an atom, so the text
 parses with the grammar's precedence into exactly the tree the tokens describe. A result used twice is
@@ -41,6 +42,7 @@ from lark import Tree
 from nos_symbolic.errors import NosError
 from nos_symbolic.parse import parse_expr, parse_tree
 from nos_symbolic.registry import PRIMITIVES, SEARCH_CONSTANTS
+from nos_symbolic.rule import operands_of
 
 
 def _snippets(*kinds: str) -> tuple[str, ...]:
@@ -155,14 +157,68 @@ class SearchSpace:
         """A token sequence with every position drawn uniformly from its valid tokens."""
         return [_randint(rng, self.n_valid(p)) for p in range(self.n_positions)]
 
-    def mutate(self, tokens: Sequence[int], rng: Rng) -> list[int]:
-        """A copy with exactly one position resampled to a different valid token. Masks do not depend on
-        earlier tokens, so the other positions stay valid as they are."""
+    def mutate(self, tokens: Sequence[int], rng: Rng, positions: Sequence[int] | None = None) -> list[int]:
+        """A copy with exactly one position resampled to a different valid token; the position is drawn
+        uniformly from `positions` (default: all). Masks do not depend on earlier tokens, so the other
+        positions stay valid as they are."""
         child = self.check(tokens)
-        position = _randint(rng, self.n_positions)
+        candidates = range(self.n_positions) if positions is None else positions
+        candidates = [p for p in candidates if self.n_valid(p) > 1]  # a single valid token cannot change
+        if not candidates:
+            raise NosError("nothing to mutate: every given position has a single valid token")
+        position = candidates[_randint(rng, len(candidates))]
         new = _randint(rng, self.n_valid(position) - 1)
         child[position] = new + (new >= child[position])  # skip the current token
         return child
+
+    # --- live code ---
+
+    def live_positions(self, tokens: Sequence[int]) -> list[int]:
+        """The positions whose token reaches the update, in order: the rest are dead code.
+
+        Dependencies are tracked backwards from the last group, as Lion's program search removes
+        redundant statements: a group is live when a live operand slot reads its result; in a live group
+        the binary token is live, a hole the binary discards (the y of keep(x, y)) kills its unary and
+        operand tokens, and a unary that discards its argument kills the operand token. Changing a dead
+        token leaves the rendered rule as it is.
+
+        >>> SearchSpace(n_groups=2).live_positions([1, 4, 0, 5, 2, 21, 0, 2, 0, 5])  # keep(exp(@0), g)
+        [0, 1, 2, 3, 4, 5, 7, 9]
+        """
+        tokens = self.check(tokens)
+        n_base = len(self.operands)
+        live_groups = {self.n_groups - 1}
+        live: list[int] = []
+        for group in reversed(range(self.n_groups)):
+            if group not in live_groups:
+                continue
+            start = group * GROUP_SIZE
+            *_, b = tokens[start:start + GROUP_SIZE]
+            live.append(start + 4)
+            for hole in (0, 1):  # op1 with u1 fill {x}, op2 with u2 fill {y}
+                if not self._binary_reads[b][hole]:
+                    continue
+                op_pos, u_pos = start + hole, start + 2 + hole
+                live.append(u_pos)
+                if self._unary_reads[tokens[u_pos]]:
+                    live.append(op_pos)
+                    if tokens[op_pos] >= n_base:
+                        live_groups.add(tokens[op_pos] - n_base)
+        return sorted(live)
+
+    @cached_property
+    def _unary_reads(self) -> tuple[bool, ...]:
+        """For each unary template: whether its value depends on {x}."""
+        return tuple("g" in operands_of(parse_expr(_fill(t, x="g"))) for t in self.unary)
+
+    @cached_property
+    def _binary_reads(self) -> tuple[tuple[bool, bool], ...]:
+        """For each binary template: whether its value depends on {x} and on {y}."""
+        reads = []
+        for template in self.binary:
+            operands = operands_of(parse_expr(_fill(template, x="g", y="m")))
+            reads.append(("g" in operands, "m" in operands))
+        return tuple(reads)
 
     # --- tokens -> text ---
 

@@ -1,14 +1,21 @@
 """The run store: one SQLite file holding everything a search run has learnt.
 
-Two tables matter. `rules` has one row per distinct rule evaluated (keyed by the rule's canonical key,
-findable by its fingerprint), so a rule the search draws again is a cache hit, not a second training
-run. `samples` has one row per sample the search drew, in draw order, pointing at the rule it produced.
-A third table, `meta`, holds the schema version and any JSON metadata the run wants to keep.
+`rules` has one row per distinct rule evaluated (keyed by the rule's canonical key, findable by its
+fingerprint), so a rule the search draws again is a cache hit, not a second training run. `samples`
+has one row per sample the search drew, in draw order, pointing at the rule it produced. `updates`
+holds the controller's statistics of each learning step (pg_loss, entropy, ...), by round. `meta`
+holds the schema version, the run's id (a uuid its controller checkpoint repeats) and the round the
+store has recorded up to (`progress`: rounds ended and samples they drew).
 
 Crash safety comes from SQLite itself: the file is in WAL mode with `synchronous=FULL` and every write
 below is one explicit transaction, so a process killed mid-write (kill -9, power loss) loses at most
-the transaction in flight and never leaves half of one behind. The search process is the only writer;
-analysis may read the same file while a run is going (WAL lets readers and one writer coexist).
+the transaction in flight and never leaves half of one behind. Nothing is ever deleted: a round's
+samples, its update statistics and the progress it made are one transaction, and writing the same
+samples again (a replayed round) checks them against the rows there instead of adding rows.
+
+One process writes a run (the search, under the run directory's lock); every other command reads it
+through `RunStore.open_readonly`, which never writes, never changes the journal mode and, with no writer
+about, opens the file as immutable so not even SQLite's side files appear.
 
     with RunStore.open(run_dir) as store:
         hit = store.lookup(rule.key, rule.fingerprint)
@@ -17,10 +24,11 @@ analysis may read the same file while a run is going (WAL lets readers and one w
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,6 +41,7 @@ from nos_symbolic.result import EvalResult
 
 STORE_FILENAME = "store.sqlite"
 _SQLITE_HEADER = b"SQLite format 3\x00"
+_WAL_VERSION_BYTE = 18  # the header's "file format write version": 2 in WAL mode, 1 otherwise
 # Long enough to outwait an analysis reader's checkpoint, short enough to surface a stuck lock.
 _BUSY_TIMEOUT_S = 30.0
 _FETCH_CHUNK = 500
@@ -85,7 +94,8 @@ class StoredRule:
 
 @dataclass(frozen=True)
 class SampleRow:
-    """A `samples` row read back."""
+    """A `samples` row read back: one rule the search drew, in draw order (rule_key None where the
+    tokens spelt no rule)."""
 
     idx: int
     strategy: str
@@ -93,7 +103,50 @@ class SampleRow:
     rule_key: str | None
     reward: float
     cache_hit: bool
-    created_at: str
+    created_at: str = ""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far the store has recorded a search: rounds ended and the samples those rounds drew."""
+
+    rounds: int = 0
+    samples: int = 0
+
+
+# -- trainings (confirm, transfer): the row type; the methods are RunStore's section of that name.
+
+
+@dataclass(frozen=True)
+class TrainingRow:
+    """One training of a study (`confirm`, `transfer`): a rule or baseline on a task with one seed.
+
+    rule:    DSL text (a baseline's name for torch's optimizers); key: the rule's key or that name
+    source:  `search` (a rule the search found), `baseline` or `given` (from a rules file)
+    metrics: JSON-safe extras of the training (per-epoch validation curve, losses, reason, ...)
+    """
+
+    study: str
+    rule: str
+    key: str
+    source: str
+    task: str
+    seed: int
+    status: str
+    lr: float | None
+    val_acc: float | None
+    test_acc: float | None
+    metrics: dict[str, Any]
+    seconds: float
+    created_at: str = ""
+
+
+_TRAINING_COLUMNS = tuple(f.name for f in dataclasses.fields(TrainingRow))
+# The unique key (study, key, task, seed) makes a second write of the same training a no-op.
+_INSERT_TRAINING = (
+    f"INSERT INTO trainings ({', '.join(_TRAINING_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _TRAINING_COLUMNS)}) ON CONFLICT DO NOTHING"
+)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -138,12 +191,47 @@ def _create_v1(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_create_v1]
+def _create_v2(db: sqlite3.Connection) -> None:
+    """Controller update statistics (once a side file), the trainings of confirm / transfer, and each
+    rule's per-epoch validation curve (the hurdle protocol's thresholds come from it)."""
+    if "val_curve" not in {row[1] for row in db.execute("PRAGMA table_info(rules)")}:
+        db.execute("ALTER TABLE rules ADD COLUMN val_curve TEXT NOT NULL DEFAULT '[]'")
+    db.execute(
+        """CREATE TABLE updates (
+            round INTEGER NOT NULL,
+            idx INTEGER NOT NULL,
+            stats TEXT NOT NULL,
+            PRIMARY KEY (round, idx))"""
+    )
+    # One row per finished training of a study (`confirm`, `transfer`): a rule or baseline, on a task,
+    # with one seed. The unique key makes a resumed study skip what it already trained.
+    db.execute(
+        """CREATE TABLE trainings (
+            id INTEGER PRIMARY KEY,
+            study TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            key TEXT NOT NULL,
+            source TEXT NOT NULL,
+            task TEXT NOT NULL,
+            seed INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            lr REAL,
+            val_acc REAL,
+            test_acc REAL,
+            metrics TEXT NOT NULL,
+            seconds REAL NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (study, key, task, seed))"""
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_create_v1, _create_v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _RULE_COLUMNS = (
     "key", "fingerprint", "scale_fingerprint", "text", "canonical", "latex", "status", "reward", "lr",
-    "val_acc", "test_acc", "steps", "seconds", "seed", "reason", "loss_curve", "created_at", "updated_at",
+    "val_acc", "test_acc", "steps", "seconds", "seed", "reason", "loss_curve", "val_curve", "created_at",
+    "updated_at",
 )
 _SAMPLE_COLUMNS = ("idx", "strategy", "tokens", "rule_key", "reward", "cache_hit", "created_at")
 # On re-evaluation every column but the first sighting's timestamp is replaced.
@@ -156,14 +244,17 @@ _INSERT_SAMPLE = (
     f"INSERT INTO samples ({', '.join(_SAMPLE_COLUMNS)}) "
     f"VALUES ({', '.join(':' + c for c in _SAMPLE_COLUMNS)})"
 )
+# A replayed round writes its update statistics again; the first write stands.
+_INSERT_UPDATE = "INSERT INTO updates (round, idx, stats) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 
 
 class RunStore:
     """A search run's SQLite store. Open with `RunStore.open`; use as a context manager."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, db: sqlite3.Connection, path: Path, readonly: bool = False) -> None:
         self._db = db
         self.path = path
+        self.readonly = readonly
 
     # -- opening -------------------------------------------------------------------------------------
 
@@ -174,16 +265,11 @@ class RunStore:
         A missing file is created; an older schema is migrated in place; a newer schema, or a file
         that is not a run store, raises `StoreError` without touching the file.
         """
-        path = Path(path)
-        if path.is_dir():
-            path = path / STORE_FILENAME
+        path = _store_path(path)
         _check_header(path)
-        try:
-            db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot open run store {path}: {e}") from None
-        db.row_factory = sqlite3.Row
-        try:
+
+        def setup(db: sqlite3.Connection) -> None:
+            _read_version(db, path)  # a foreign database is refused before anything below changes it
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
                 raise StoreError(f"cannot put run store {path} in WAL mode (got {mode!r})")
@@ -192,13 +278,34 @@ class RunStore:
             db.execute("PRAGMA synchronous = FULL")
             db.execute("PRAGMA foreign_keys = ON")
             _migrate(db, path)
-        except StoreError:
-            db.close()
-            raise
-        except sqlite3.Error as e:
-            db.close()
-            raise StoreError(f"{path} is not a readable run store: {e}") from None
-        return cls(db, path)
+
+        return cls(_connect(path, str(path), setup), path)
+
+    @classmethod
+    def open_readonly(cls, path: Path | str) -> RunStore:
+        """Open an existing store for reading only (`nos top`, analysis), even while a search writes it.
+
+        The file is never written: no migration (an older schema is read as it is), no journal-mode
+        change, and every write method raises `StoreError`. With no writer about (no `-wal` file) the
+        file is opened immutable, so SQLite creates no side files either; a writer that starts during
+        the read leaves the main file alone until its first checkpoint, a thousand pages later.
+        """
+        path = _store_path(path)
+        if not path.is_file():
+            raise StoreError(f"no run store at {path}")
+        _check_header(path)
+        with path.open("rb") as f:
+            wal = f.read(_WAL_VERSION_BYTE + 1)[_WAL_VERSION_BYTE:] == b"\x02"
+        idle = wal and not path.with_name(path.name + "-wal").exists()
+        uri = f"{path.resolve().as_uri()}?mode=ro" + ("&immutable=1" if idle else "")
+
+        def setup(db: sqlite3.Connection) -> None:
+            version = _read_version(db, path)
+            if version == 0:
+                raise StoreError(f"{path} is an empty SQLite database, not a run store")
+            _refuse_newer(version, path)
+
+        return cls(_connect(path, uri, setup, uri=True), path, readonly=True)
 
     def close(self) -> None:
         """Close the connection; committed data is already on disk."""
@@ -226,6 +333,18 @@ class RunStore:
                 (key, text),
             )
 
+    def set_meta_items(self, items: Mapping[str, Any]) -> None:
+        """Store several JSON-serialisable values in one transaction."""
+        if "schema_version" in items:
+            raise ValueError("'schema_version' is managed by the store and cannot be set")
+        rows = [(key, json.dumps(value)) for key, value in items.items()]
+        with self._write():
+            self._db.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                rows,
+            )
+
     def get_meta(self, key: str, default: Any = None) -> Any:
         """The JSON value stored under `key`, or `default`."""
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -234,6 +353,16 @@ class RunStore:
     @property
     def schema_version(self) -> int:
         return int(self.get_meta("schema_version"))
+
+    @property
+    def run_id(self) -> str | None:
+        """The run's id (a uuid set when the search starts; None in a store from before run ids)."""
+        return self.get_meta("run_id")
+
+    @property
+    def progress(self) -> Progress:
+        """Rounds the store has recorded as ended, and the samples they drew (0, 0 for a fresh run)."""
+        return Progress(**self.get_meta("progress", {}))
 
     # -- writing -------------------------------------------------------------------------------------
 
@@ -256,21 +385,61 @@ class RunStore:
             self._db.execute(_UPSERT_RULE, row)
             self._db.executemany(_INSERT_SAMPLE, sample_rows)
 
-    def record_samples(self, samples: Sequence[SampleRecord]) -> None:
-        """Write samples whose rule is already stored (cache hits), in one transaction."""
-        now = _now()
-        rows = [_sample_params(s, now) for s in samples]
-        with self._write():
-            self._db.executemany(_INSERT_SAMPLE, rows)
+    def record_samples(self, samples: Sequence[SampleRecord]) -> int:
+        """Write consecutive samples whose rules are stored, in one transaction (see `record_round`)."""
+        return self.record_round(samples)
 
-    def discard_samples_from(self, idx: int) -> int:
-        """Delete samples with index >= `idx` (one transaction); returns how many were deleted.
+    def record_round(
+        self,
+        samples: Sequence[SampleRecord],
+        updates: Sequence[Mapping[str, float]] = (),
+        ended_round: int | None = None,
+    ) -> int:
+        """Write a round's samples (consecutive indices), its controller update statistics and, when
+        `ended_round` is given, the progress it made, all in one transaction; returns the index one past
+        the round's last sample.
 
-        For resuming: samples recorded after the controller's last checkpoint belong to a round that
-        will be drawn again. Rules rows stay; they are the cache the replayed round hits.
+        Samples already stored at those indices (the same round drawn again after a crash) are checked,
+        not added: if they are the same draws the round is recorded where it is; if they differ (a
+        strategy that draws differently after a resume) they stay, and the round goes after them.
+        Either way no row is removed and the samples stay a gap-free prefix 0..n-1.
         """
+        if not samples and ended_round is None:
+            return self.next_sample_index()
         with self._write():
-            return self._db.execute("DELETE FROM samples WHERE idx >= ?", (idx,)).rowcount
+            first = samples[0].idx if samples else self.next_sample_index()
+            samples = self._placed(samples, first)
+            end = samples[-1].idx + 1 if samples else first
+            now = _now()
+            stored = self.next_sample_index()  # rows below this are the same draws, already there
+            self._db.executemany(_INSERT_SAMPLE, [_sample_params(s, now) for s in samples if s.idx >= stored])
+            if ended_round is not None:
+                self._db.executemany(_INSERT_UPDATE, [(ended_round, i, json.dumps(dict(u)))
+                                                      for i, u in enumerate(updates)])
+                progress = json.dumps(dataclasses.asdict(Progress(ended_round + 1, end)))
+                self._db.execute("INSERT INTO meta (key, value) VALUES ('progress', ?) "
+                                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (progress,))
+        return end
+
+    def record_updates(self, rows: Sequence[tuple[int, int, Mapping[str, float]]]) -> None:
+        """Write (round, step, statistics) rows of controller updates; rows already there stand."""
+        with self._write():
+            self._db.executemany(_INSERT_UPDATE, [(r, i, json.dumps(dict(u))) for r, i, u in rows])
+
+    def _placed(self, samples: Sequence[SampleRecord], first: int) -> list[SampleRecord]:
+        """`samples` where they go: at their own indices if the rows there are the same draws, else
+        renumbered to follow the last stored sample."""
+        for i, s in enumerate(samples):
+            if s.idx != first + i:
+                raise ValueError(f"sample indices must be consecutive: {s.idx} after {first + i - 1}")
+        next_free = self.next_sample_index()
+        if first > next_free:
+            raise ValueError(f"sample {first} would leave a gap after sample {next_free - 1}")
+        rows = self._db.execute("SELECT * FROM samples WHERE idx >= ? ORDER BY idx LIMIT ?",
+                                (first, len(samples))).fetchall()
+        if all(_same_draw(row, s) for row, s in zip(rows, samples)):
+            return list(samples)
+        return [dataclasses.replace(s, idx=next_free + i) for i, s in enumerate(samples)]
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -304,6 +473,14 @@ class RunStore:
             sql += " WHERE status != 'rejected'"
         return int(self._db.execute(sql).fetchone()[0])
 
+    def sample_keys(self, before: int) -> dict[str, str]:
+        """The rules drawn by samples with index < `before`: key -> status."""
+        rows = self._db.execute(
+            "SELECT DISTINCT r.key, r.status FROM samples s JOIN rules r ON r.key = s.rule_key WHERE s.idx < ?",
+            (before,),
+        ).fetchall()
+        return {row["key"]: row["status"] for row in rows}
+
     def n_samples(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
 
@@ -318,6 +495,16 @@ class RunStore:
             f"SELECT * FROM rules {where} ORDER BY reward DESC, rowid LIMIT ?", (*params, k)
         ).fetchall()
         return [_stored_rule(r) for r in rows]
+
+    def recent_val_curves(self, n: int) -> list[tuple[tuple[int, float], ...]]:
+        """The validation curves of the last `n` distinct trained rules that recorded samples point
+        at (rounds already finished), newest first: what a hurdle threshold is taken from. Rules of a
+        round still running are left out, so a replayed round sees what its first attempt saw."""
+        rows = self._db.execute(
+            "SELECT r.val_curve FROM rules r JOIN (SELECT rule_key, MAX(idx) AS last FROM samples "
+            "WHERE rule_key IS NOT NULL GROUP BY rule_key) s ON s.rule_key = r.key "
+            "WHERE r.status != 'rejected' ORDER BY s.last DESC LIMIT ?", (n,)).fetchall()
+        return [tuple((int(step), float(acc)) for step, acc in json.loads(row[0])) for row in rows]
 
     def rules(self) -> Iterator[StoredRule]:
         """Every stored rule, in the order first evaluated."""
@@ -337,7 +524,46 @@ class RunStore:
                 created_at=row["created_at"],
             )
 
+    def updates(self) -> Iterator[tuple[int, int, dict[str, float]]]:
+        """Every controller update as (round, step within the round, statistics), in order.
+
+        Empty for a store from before the updates table (schema 1), which is read as it is.
+        """
+        if "updates" not in self._tables():
+            return
+        for row in self._iterate("SELECT * FROM updates ORDER BY round, idx"):
+            yield row["round"], row["idx"], json.loads(row["stats"])
+
+    # -- trainings (confirm, transfer) ---------------------------------------------------------------
+
+    def record_training(self, training: TrainingRow) -> bool:
+        """Write one finished training of a study, in one transaction; its `created_at` is set now.
+
+        Returns False, writing nothing, when the store already holds that (study, key, task, seed):
+        a resumed study trains only what is missing, and a training is never recorded twice.
+        """
+        row = {**dataclasses.asdict(training), "created_at": _now()}
+        row["metrics"] = json.dumps(training.metrics)
+        with self._write():
+            cursor = self._db.execute(_INSERT_TRAINING, row)
+        return cursor.rowcount == 1
+
+    def trainings(self, study: str | None = None) -> list[TrainingRow]:
+        """The trainings of `study` (every study when None), in the order they were recorded.
+
+        Empty for a store from before the trainings table (schema 1), which is read as it is.
+        """
+        if "trainings" not in self._tables():
+            return []
+        where, params = ("", ()) if study is None else ("WHERE study = ?", (study,))
+        rows = self._db.execute(f"SELECT * FROM trainings {where} ORDER BY id", params).fetchall()
+        return [TrainingRow(**{c: r[c] for c in _TRAINING_COLUMNS if c != "metrics"},
+                            metrics=json.loads(r["metrics"])) for r in rows]
+
     # -- helpers -------------------------------------------------------------------------------------
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
     def _iterate(self, sql: str) -> Iterator[sqlite3.Row]:
         cursor = self._db.execute(sql)
@@ -350,6 +576,8 @@ class RunStore:
     @contextmanager
     def _write(self) -> Iterator[None]:
         """One transaction; SQLite's complaints become a StoreError that names the file."""
+        if self.readonly:
+            raise StoreError(f"run store {self.path} is open read-only")
         try:
             with _transaction(self._db):
                 yield
@@ -370,6 +598,37 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
+def _connect(path: Path, target: str, setup: Callable[[sqlite3.Connection], None],
+             uri: bool = False) -> sqlite3.Connection:
+    """A connection to the store at `path` (`target`: the file, or a URI) on which `setup` ran; SQLite's
+    complaints become a StoreError naming the file, and a connection that fails `setup` is closed."""
+    try:
+        db = sqlite3.connect(target, uri=uri, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot open run store {path}: {e}") from None
+    db.row_factory = sqlite3.Row
+    try:
+        setup(db)
+    except StoreError:
+        db.close()
+        raise
+    except sqlite3.Error as e:
+        db.close()
+        raise StoreError(f"{path} is not a readable run store: {e}") from None
+    return db
+
+
+def _refuse_newer(version: int, path: Path) -> None:
+    if version > len(MIGRATIONS):
+        raise StoreError(f"{path} has store schema version {version}, but this nos-symbolic reads versions up "
+                         f"to {len(MIGRATIONS)}; open it with a newer nos-symbolic")
+
+
+def _store_path(path: Path | str) -> Path:
+    path = Path(path)
+    return path / STORE_FILENAME if path.is_dir() else path
+
+
 def _check_header(path: Path) -> None:
     """Refuse a non-SQLite file before SQLite sees it, so the file is never touched."""
     if not path.is_file():
@@ -387,11 +646,7 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
     # both migrate it.
     with _transaction(db):
         version = _read_version(db, path)
-        if version > latest:
-            raise StoreError(
-                f"{path} has store schema version {version}, but this nos-symbolic reads versions up "
-                f"to {latest}; open it with a newer nos-symbolic"
-            )
+        _refuse_newer(version, path)
         for v in range(version, latest):
             MIGRATIONS[v](db)
         if version < latest:
@@ -403,6 +658,7 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
 
 
 def _read_version(db: sqlite3.Connection, path: Path) -> int:
+    """The store's schema version (0 for an empty file); StoreError for a database that is no store."""
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if "meta" not in tables:
         if tables:
@@ -445,6 +701,7 @@ def _rule_params(rule: RuleRecord, result: EvalResult) -> dict[str, Any]:
         "reason": result.reason,
         # A diverged run's curve may hold inf/nan; Python's json writes and reads them back.
         "loss_curve": json.dumps(list(result.loss_curve)),
+        "val_curve": json.dumps([list(point) for point in result.val_curve]),
         "created_at": now,
         "updated_at": now,
     }
@@ -462,6 +719,12 @@ def _sample_params(s: SampleRecord, now: str) -> dict[str, Any]:
     }
 
 
+def _same_draw(row: sqlite3.Row, s: SampleRecord) -> bool:
+    return (row["strategy"], tuple(json.loads(row["tokens"])), row["rule_key"], row["reward"],
+            bool(row["cache_hit"])) == (s.strategy, tuple(int(t) for t in s.tokens), s.rule_key, s.reward,
+                                        bool(s.cache_hit))
+
+
 def _stored_rule(row: sqlite3.Row) -> StoredRule:
     result = EvalResult(
         status=row["status"],
@@ -470,6 +733,9 @@ def _stored_rule(row: sqlite3.Row) -> StoredRule:
         val_acc=row["val_acc"],
         test_acc=row["test_acc"],
         loss_curve=tuple(json.loads(row["loss_curve"])),
+        # A v1 store read without migrating (read-only) has no val_curve column.
+        val_curve=tuple((int(step), float(acc)) for step, acc in
+                        json.loads(row["val_curve"] if "val_curve" in row.keys() else "[]")),
         steps=row["steps"],
         seconds=row["seconds"],
         seed=row["seed"],

@@ -15,26 +15,48 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("nos_cli.eval_cmd", "score rules and torch's baselines on a child task"),
     "search": ("nos_cli.search_cmd", "search for update rules (PPO, random or evolution)"),
     "top": ("nos_cli.top_cmd", "the best rules of a search run"),
+    "confirm": ("nos_cli.confirm_cmd", "re-test a run's best rules on fresh seeds and the test split"),
+    "transfer": ("nos_cli.transfer_cmd", "train confirmed (or given) rules and the baselines on held-out tasks"),
     "families": ("nos_cli.families_cmd", "group rules into families such as PowerSign and AddSign"),
     "report": ("nos_cli.report_cmd", "write a report (tables, family tree, plots) for a search run"),
 }
 
 
+# argparse's complaints when a word it took for an option was meant as a rule (`nos parse -g`).
+_DASH_ERRORS = ("the following arguments are required", "unrecognized arguments", "expected one argument",
+                "expected at least one argument")
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage mistake as one line `error: ...` and exit status 2."""
+    """argparse that reports a usage mistake as one line `error: ...` and exit status 2.
+
+    `dash_words` are the command line's words that start with '-' but are no option of any command:
+    when parsing fails on one, the error says to put `--` before it (a rule such as -g*m).
+    """
+
+    def __init__(self, *args, dash_words: tuple[str, ...] = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.dash_words = dash_words
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
+        words = [w for w in self.dash_words if w.split("=")[0] not in self._option_string_actions]
+        hint = ""
+        if words and message.startswith(_DASH_ERRORS):
+            hint = (f"; a rule that starts with '-' goes after `--`, e.g. `{self.prog} -- {words[0]}`")
+        sys.stderr.write(f"error: {message}{hint} (see `{self.prog} --help`)\n")
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="nos", description="Neural optimizer search with symbolic update rules.")
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The `nos` parser; `argv`, the words it will parse, lets a usage error explain `--`."""
+    dash = tuple(w for w in argv if w.startswith("-") and w not in ("-", "--"))
+    parser = _Parser(prog="nos", description="Neural optimizer search with symbolic update rules.",
+                     dash_words=dash)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name, (module, help_text) in COMMANDS.items():
         cmd = importlib.import_module(module)
-        p = sub.add_parser(name, help=help_text, description=cmd.__doc__)
+        p = sub.add_parser(name, help=help_text, description=cmd.__doc__, dash_words=dash)
         add_config_arguments(p, cmd.Config)
     return parser
 
@@ -43,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script `nos`."""
     from nos_symbolic.errors import NosError
 
-    ns = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ns = build_parser(argv).parse_args(argv)
     cmd = importlib.import_module(COMMANDS[ns.command][0])
     try:
         return int(cmd.run(config_from_namespace(cmd.Config, ns)) or 0)

@@ -1,7 +1,9 @@
 """Typed command configs -> argparse. Each command declares a dataclass; its fields become options.
 
 Field metadata keys: help (str), positional (bool), nargs, choices, flag (the option spelling when it is
-not --field-name), short (e.g. "-k").
+not --field-name), short (e.g. "-k"), given (bool: the field is no option; it receives the names of the
+fields whose options were given on the command line, so a command can tell `--budget 300` from the
+default 300).
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         meta = dict(f.metadata)
+        if meta.get("given"):
+            continue
         kind = _base_type(hints[f.name])
         kwargs: dict[str, Any] = {"help": meta.get("help", "")}
         if "choices" in meta:
@@ -32,22 +36,28 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             parser.add_argument(f.name, **{k: v for k, v in kwargs.items() if v is not None})
             continue
         names = [meta.get("flag", "--" + f.name.replace("_", "-"))] + ([meta["short"]] if "short" in meta else [])
+        # An option left out stays out of the namespace (SUPPRESS); config_from_namespace fills in the
+        # field's default and knows which options were given.
         if kind is bool:
             parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction
-                                if _default(f) else "store_true", default=_default(f), help=kwargs["help"])
+                                if _default(f) else "store_true", default=argparse.SUPPRESS, help=kwargs["help"])
             continue
         if "nargs" in meta:
             kwargs["nargs"] = meta["nargs"]
-        parser.add_argument(*names, dest=f.name, type=kind, default=_default(f), **kwargs)
+        parser.add_argument(*names, dest=f.name, type=kind, default=argparse.SUPPRESS, **kwargs)
 
 
 def config_from_namespace(cls: type[T], ns: argparse.Namespace) -> T:
-    """Build the dataclass from parsed arguments (unknown keys are an error)."""
+    """Build the dataclass from parsed arguments: an option not given takes the field's default."""
     hints = typing.get_type_hints(cls)
-    values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)}
-    for name, value in values.items():
-        if isinstance(value, list) and _is_tuple(hints[name]):
-            values[name] = tuple(value)
+    values: dict[str, Any] = {}
+    given = frozenset(f.name for f in dataclasses.fields(cls) if hasattr(ns, f.name) and not f.metadata.get("given"))
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("given"):
+            values[f.name] = given
+        elif hasattr(ns, f.name):
+            value = getattr(ns, f.name)
+            values[f.name] = tuple(value) if isinstance(value, list) and _is_tuple(hints[f.name]) else value
     return cls(**values)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 from nos_symbolic.tasks.train import DEFAULT_LRS
@@ -17,12 +16,14 @@ from nos_symbolic.tasks.train import DEFAULT_LRS
 
 @dataclass(frozen=True)
 class Config:
-    strategy: str = field(default="ppo", metadata={"choices": ["ppo", "random", "evolution"],
-                                                   "help": "ppo (the paper's controller), random or evolution"})
+    strategy: str = field(default="ppo", metadata={"help": "ppo (the paper's controller), random, evolution, "
+                                                           "or module:Class (a Strategy of your own)"})
     budget: int = field(default=300, metadata={"help": "evaluations (child trainings), not samples"})
     workers: int | None = field(default=None, metadata={"help": "worker processes (default: one per core; 0: in this process)"})
-    run_dir: str | None = field(default=None, metadata={"help": "run directory (default runs/STRATEGY-DATE-TIME)"})
-    resume: bool = field(default=False, metadata={"help": "continue the run in --run-dir"})
+    run_dir: str | None = field(default=None, metadata={"help": "run directory: new or empty (default runs/STRATEGY-DATE-TIME)"})
+    resume: bool = field(default=False, metadata={"help": "continue the run in --run-dir with its recorded settings "
+                                                          "(--budget, --workers, --timeout, --backend, --address, "
+                                                          "--cpus-per-eval and --gpus-per-eval may change)"})
     seed: int = field(default=0, metadata={"help": "the strategy's seed"})
     groups: int = field(default=3, metadata={"help": "5-token groups per rule"})
     round_size: int = field(default=16, metadata={"help": "new evaluations per round; the strategy learns between rounds"})
@@ -32,13 +33,28 @@ class Config:
     address: str | None = field(default=None, metadata={"help": "Ray address: auto or ray://host:10001 (default: a local Ray instance)"})
     cpus_per_eval: float = field(default=1.0, metadata={"help": "Ray: CPUs per evaluation"})
     gpus_per_eval: float = field(default=0.0, metadata={"help": "Ray: GPUs per evaluation (the child task then runs on cuda)"})
-    task: str = field(default="mnist1d", metadata={"choices": ["mnist1d", "mnist1d-mlp", "cifar10"], "help": "child task"})
-    data_dir: str | None = field(default=None, metadata={"help": "CIFAR-10 folder"})
+    task: str = field(default="mnist1d", metadata={"help": "child task (mnist1d, mnist1d-mlp, cifar10, ...)"})
+    data_dir: str | None = field(default=None, metadata={"help": "the task's data folder (CIFAR-10)"})
     subset: int | None = field(default=None, metadata={"help": "CIFAR-10: training images to use"})
     epochs: int = field(default=5, metadata={"help": "epochs of each final run"})
     lrs: tuple[float, ...] = field(default=DEFAULT_LRS, metadata={"nargs": "+", "help": "learning-rate grid"})
     eval_seed: int = field(default=0, metadata={"help": "seed of every evaluation"})
+    protocol: str = field(default="full", metadata={"help": "how a rule is scored: full (the lr grid, then the final "
+                                                            "run) or halving (successive halving of the grid, "
+                                                            "a finer grid and a hurdle)"})
+    hurdle_quantile: float | None = field(default=None, metadata={"help": "halving: a final run below this quantile "
+                                                                           "of recent rules after epoch 1 stops "
+                                                                           "(default: no hurdle)"})
     top: int = field(default=10, metadata={"help": "best rules to print at the end"})
+    given: frozenset[str] = field(default=frozenset(), metadata={"given": True})
+
+
+# Command-line fields -> the SearchConfig settings they set (dotted: inside the evaluation config).
+SETTINGS = {"strategy": "strategy", "budget": "budget", "workers": "workers", "seed": "seed", "groups": "n_groups",
+            "round_size": "round_size", "timeout": "timeout", "backend": "backend", "address": "address",
+            "cpus_per_eval": "cpus_per_eval", "gpus_per_eval": "gpus_per_eval", "task": "eval.task",
+            "data_dir": "eval.data_dir", "subset": "eval.subset", "epochs": "eval.epochs", "lrs": "eval.lrs",
+            "eval_seed": "eval.seed", "protocol": "eval.protocol", "hurdle_quantile": "eval.hurdle_quantile"}
 
 
 def search_config(config: Config):
@@ -49,9 +65,9 @@ def search_config(config: Config):
     from nos_symbolic.evaluate import EvalConfig
 
     eval_config = EvalConfig(task=config.task, data_dir=config.data_dir, subset=config.subset, epochs=config.epochs,
-                             lrs=tuple(config.lrs), seed=config.eval_seed,
+                             lrs=tuple(config.lrs), seed=config.eval_seed, protocol=config.protocol,
+                             hurdle_quantile=config.hurdle_quantile,
                              device="cuda" if config.gpus_per_eval > 0 else "cpu")
-    eval_config.task_options()  # refuse --data-dir for mnist1d before anything is written
     workers = config.workers if config.workers is not None else (os.cpu_count() or 1)
     return SearchConfig(strategy=config.strategy, budget=config.budget, workers=workers, seed=config.seed,
                         n_groups=config.groups, round_size=config.round_size, timeout=config.timeout,
@@ -60,22 +76,47 @@ def search_config(config: Config):
 
 
 def run(config: Config) -> int:
-    from controller.search import Search
+    from controller.search import Search, resume_config
     from nos_symbolic.errors import NosError
 
-    if config.resume and config.run_dir is None:
-        raise NosError("--resume needs --run-dir: the run to continue")
-    run_dir = Path(config.run_dir or f"runs/{config.strategy}-{datetime.now():%Y%m%d-%H%M%S}")
-    search = Search(search_config(config), run_dir, resume=config.resume)
-    reporter = Reporter(config.budget)
+    if config.top < 0:
+        raise NosError(f"--top must be an integer >= 0, got {config.top}")
+    if config.resume:
+        if config.run_dir is None:
+            raise NosError("--resume needs --run-dir: the run to continue")
+        run_dir = Path(config.run_dir)
+        explicit = {SETTINGS[name] for name in config.given if name in SETTINGS}
+        search_cfg = resume_config(run_dir, search_config(config), explicit)
+    else:
+        search_cfg = search_config(config)  # every value checked before a directory is made
+        run_dir = Path(config.run_dir) if config.run_dir else None  # None: Search picks a fresh one
+    search = Search(search_cfg, run_dir, resume=config.resume)
+    for note in search.notes:
+        sys.stderr.write(f"note: {note}\n")
+    reporter = Reporter(search_cfg.budget)
     try:
         progress = search.run(reporter.update)
+        top = search.store.top(config.top)
+    except KeyboardInterrupt:
+        reporter.close()
+        sys.stderr.write(_interrupted(search))
+        return 130
     finally:
         reporter.close()
-        top = search.store.top(config.top)
         search.close()
-    print(_summary(progress, top, run_dir))
+    print(_summary(progress, top, search.run_dir))
     return 0
+
+
+def _interrupted(search) -> str:
+    """What Ctrl-C tells the user: what was kept, and the command that continues the run."""
+    import shlex
+
+    kept = ""
+    if search.store is not None:
+        kept = f"{search.store.n_evaluations()} evaluations and {search.store.n_samples()} samples are recorded; "
+    return (f"interrupted: {kept}the run is in {search.run_dir}\n"
+            f"resume it with: nos search --run-dir {shlex.quote(str(search.run_dir))} --resume\n")
 
 
 class Reporter:
@@ -101,16 +142,19 @@ class Reporter:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 def _summary(p, top, run_dir: Path) -> str:
+    from nos_symbolic.dsl import dsl_text
+
     minutes = max(p.wall_seconds, 1e-9) / 60
     lines = [f"{p.evaluations} evaluations, {p.samples} samples ({p.cache_hits} cache hits, {p.rejected} rejected "
              f"by the pre-screen) in {p.wall_seconds:.0f} s: {p.evaluations / minutes:.1f} evaluations/min",
-             "", f"{'reward':>7}  {'test':>6}  {'lr':>7}  rule (canonical form)"]
+             "", f"{'reward':>7}  {'test':>6}  {'lr':>7}  rule"]
     for r in top:
         test = "-" if r.result.test_acc is None else f"{r.result.test_acc:.4f}"
         lr = "-" if r.result.lr is None else f"{r.result.lr:.0e}"
-        lines.append(f"{r.result.reward:7.4f}  {test:>6}  {lr:>7}  {r.canonical or r.text}")
+        lines.append(f"{r.result.reward:7.4f}  {test:>6}  {lr:>7}  {dsl_text(r.text)}")
     lines += ["", f"run directory: {run_dir}"]
     return "\n".join(lines)

@@ -5,8 +5,9 @@ once), each reading earlier registers. Arithmetic nodes (+, *, ^, numbers) are h
 SymPy node runs through the registry entry that introduced it. Values are tensors of any device and
 dtype, or Python floats for parts that depend only on the step (schedules), which stay scalars.
 
-The environment an update sees (`Env`) supplies the operand tensors, the step t and total steps T, and
-standard random draws; the optimizer and the fingerprint probes are two environments.
+The environment an update sees (`Env`) supplies the operand tensors, the global step t (the steps
+already taken, where the schedules are taken) and total steps T, and standard random draws; the
+optimizer and the fingerprint probes are two environments.
 
 `InplaceRunner` runs a Program on flat tensors with buffers the caller allocates once: instructions
 that have a kernel (the same value written into a given tensor) reuse the buffer of an input that dies
@@ -32,7 +33,7 @@ Value = Any  # torch.Tensor | float
 class Env(Protocol):
     """What a compiled rule reads at one step."""
 
-    t: Any  # step count (1-based, as torch.optim counts), float or tensor
+    t: Any  # global step: steps already taken (0-based, TensorFlow's global_step), float or tensor
     T: Any  # total steps of the run, for the decays
 
     def tensor(self, name: str) -> torch.Tensor:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Sequence
 
 from nos_symbolic.errors import NosError, check_known_keys
 from nos_symbolic.result import EvalResult
@@ -39,6 +39,12 @@ class EvalConfig:
     seed:        model initialisation, data order and the optimizer's random draws
     device:      cpu or cuda
     descent_threshold: pre-screen's minimum mean cos(update, g)
+    protocol:    full (the lr grid, then the final run) or halving (successive halving of the grid
+                 on prefixes of the final run, a finer grid around the winner and a hurdle;
+                 tasks/protocol.py)
+    hurdle_quantile: halving only: a final run whose validation accuracy after the hurdle epoch is
+                 below this quantile of the search's recent rules at that step stops as `hurdled`
+                 (None: no hurdle; bench/bench_protocol.py measures what it costs the ranking)
     """
 
     task: str = "mnist1d"
@@ -50,13 +56,102 @@ class EvalConfig:
     seed: int = 0
     device: str = "cpu"
     descent_threshold: float = 0.15
+    protocol: str = "full"
+    hurdle_quantile: float | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse a value no evaluation could use, naming its option; the data and the device are
+        checked by `check_data` and `check_device`, on the machine that will use them."""
+        from nos_symbolic.tasks import _SPECS
+
+        if self.task not in _SPECS:
+            raise NosError(f"unknown task {self.task!r} (--task); expected one of {', '.join(_SPECS)}")
+        self._check_int("--epochs", self.epochs, 1)
+        self._check_int("the evaluation seed (--eval-seed)", self.seed, 0)
+        if self.subset is not None:
+            self._check_int("--subset", self.subset, 1)
+        if not isinstance(self.lrs, tuple) or not self.lrs:
+            raise NosError(f"--lrs needs at least one learning rate, got {self.lrs!r}")
+        for lr in self.lrs:
+            self._check_positive("--lrs", lr, ": every learning rate")
+        self._check_positive("--grid-epochs", self.grid_epochs)
+        from nos_symbolic.tasks.protocol import PROTOCOL_NAMES
+
+        if self.protocol not in PROTOCOL_NAMES:
+            raise NosError(f"unknown protocol {self.protocol!r} (--protocol); expected one of "
+                           f"{', '.join(PROTOCOL_NAMES)}")
+        if self.hurdle_quantile is not None:
+            if isinstance(self.hurdle_quantile, bool) or not isinstance(self.hurdle_quantile, (int, float)) \
+                    or not 0 <= self.hurdle_quantile <= 1:
+                raise NosError(f"--hurdle-quantile must be a number from 0 to 1, got {self.hurdle_quantile!r}")
+            if self.protocol == "full":
+                raise NosError("--hurdle-quantile applies to --protocol halving; the full protocol has no hurdle")
+        if isinstance(self.descent_threshold, bool) or not isinstance(self.descent_threshold, (int, float)) \
+                or not -1 <= self.descent_threshold <= 1:
+            raise NosError(f"descent_threshold must be a cosine from -1 to 1, got {self.descent_threshold!r}")
+        if not isinstance(self.device, str) or not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise NosError(f"--device must be cpu, cuda or cuda:N, got {self.device!r}")
+        params = self._loader_parameters()
+        for name, flag in (("data_dir", "--data-dir"), ("subset", "--subset")):
+            if getattr(self, name) is not None and name not in params:
+                takers = [t for t in _SPECS if name in EvalConfig._loader_parameters_of(t)]
+                raise NosError(f"{flag} does not apply to the {self.task} task (only to {', '.join(takers)})")
+        required = params.get("data_dir")
+        if self.data_dir is None and required is not None and required.default is required.empty:
+            raise NosError(f"the {self.task} task needs data_dir (--data-dir): the folder holding its data")
+        if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir.strip()):
+            raise NosError(f"--data-dir must be a folder, got {self.data_dir!r}")
+
+    @staticmethod
+    def _check_int(flag: str, value: Any, low: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise NosError(f"{flag} must be an integer >= {low}, got {value!r}")
+
+    @staticmethod
+    def _check_positive(flag: str, value: Any, what: str = "") -> None:
+        import math
+
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise NosError(f"{flag}{what} must be a finite number > 0, got {value!r}")
+
+    def _loader_parameters(self) -> dict[str, Any]:
+        return EvalConfig._loader_parameters_of(self.task)
+
+    @staticmethod
+    def _loader_parameters_of(task: str) -> dict[str, Any]:
+        """The data options the task's loader takes (name -> inspect.Parameter)."""
+        import inspect
+
+        from nos_symbolic.tasks import _SPECS
+
+        return dict(inspect.signature(_SPECS[task][0]).parameters)
+
+    def check_data(self) -> None:
+        """Refuse a --data-dir that is not a folder on this machine (before a run writes anything)."""
+        from pathlib import Path
+
+        if self.data_dir is not None and not Path(self.data_dir).expanduser().is_dir():
+            why = "does not exist" if not Path(self.data_dir).expanduser().exists() else "is not a folder"
+            raise NosError(f"--data-dir {self.data_dir} {why}")
+
+    def check_device(self) -> None:
+        """Refuse a CUDA device this machine does not have."""
+        if self.device == "cpu":
+            return
+        import torch
+
+        index = self.device.partition(":")[2]
+        if not torch.cuda.is_available():
+            raise NosError(f"device {self.device} asked for (--device, --gpus-per-eval), but CUDA is not "
+                           f"available here; use the cpu")
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise NosError(f"device {self.device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
     def task_options(self) -> dict[str, Any]:
+        """The options `get_task` builds this config's task with."""
         options: dict[str, Any] = {"epochs": self.epochs}
-        if self.task == "cifar10":
-            options.update(data_dir=self.data_dir, subset=self.subset)
-        elif self.data_dir is not None or self.subset is not None:
-            raise NosError(f"--data-dir and --subset apply to the cifar10 task, not {self.task}")
+        params = self._loader_parameters()
+        options.update({name: getattr(self, name) for name in ("data_dir", "subset") if name in params})
         return options
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,6 +163,7 @@ class EvalConfig:
     def from_dict(cls, d: dict[str, Any]) -> "EvalConfig":
         check_known_keys(cls, d, "evaluation")
         d = dict(d)
+        d.setdefault("protocol", "full")  # a config written before protocols were named
         if "lrs" in d:
             d["lrs"] = tuple(float(x) for x in d["lrs"])
         return cls(**d)
@@ -96,9 +192,11 @@ def rule_factory(rule, seed: int):
     return make
 
 
-def evaluate(spec: str, config: EvalConfig) -> EvalResult:
+def evaluate(spec: str, config: EvalConfig, curve: bool = False,
+             hurdle_curves: Sequence[Sequence[tuple[int, float]]] = ()) -> EvalResult:
     """Score a rule (DSL text or a rule name) or a torch baseline (sgd, momentum, adam, rmsprop).
 
+    curve=True also records the final run's per-epoch validation accuracy (EvalResult.val_curve).
     Raises NosError only for the user's mistakes (bad rule text, missing data); anything that goes
     wrong inside training is an `error` result.
     """
@@ -115,12 +213,21 @@ def evaluate(spec: str, config: EvalConfig) -> EvalResult:
         if not screen.passed:
             return EvalResult(status="rejected", seed=config.seed, reason=screen.reason)
         factory = rule_factory(rule, config.seed)
-    return run_protocol(task, factory, config)
+    return run_protocol(task, factory, config, curve, hurdle_curves)
 
 
-def run_protocol(task, factory, config: EvalConfig) -> EvalResult:
-    """The lr grid and the final run, with failures turned into `error` results."""
-    from nos_symbolic.tasks.train import evaluate_factory
+def run_protocol(task, factory, config: EvalConfig, curve: bool = False,
+                 hurdle_curves: Sequence[Sequence[tuple[int, float]]] = ()) -> EvalResult:
+    """config's protocol (the lr search and the final run), with failures turned into `error`
+    results. hurdle_curves: the validation curves of the search's recent rules; the halving
+    protocol's hurdle is config.hurdle_quantile of their accuracies at the hurdle step (no hurdle
+    while too few reached it)."""
+    from nos_symbolic.tasks.protocol import DEFAULT_HALVING, hurdle_threshold, run_named_protocol
+
+    hurdle = None
+    if config.hurdle_quantile is not None and hurdle_curves:
+        hurdle = hurdle_threshold(hurdle_curves, DEFAULT_HALVING.hurdle_epoch * task.steps_per_epoch,
+                                  config.hurdle_quantile)
 
     import torch
 
@@ -134,8 +241,9 @@ def run_protocol(task, factory, config: EvalConfig) -> EvalResult:
     # them to zero keeps such an evaluation from running into the timeout.
     flush = torch.set_flush_denormal(True)
     try:
-        return evaluate_factory(task, factory, lrs=config.lrs, epochs=config.epochs,
-                                grid_epochs=config.grid_epochs, seed=config.seed, device=config.device)
+        return run_named_protocol(config.protocol, task, factory, lrs=config.lrs, epochs=config.epochs,
+                                  grid_epochs=config.grid_epochs, seed=config.seed, device=config.device,
+                                  curve=curve, hurdle_threshold=hurdle if config.protocol != "full" else None)
     except Exception as err:  # a wild rule or a bug in one evaluation must not end a search
         return EvalResult(status="error", seed=config.seed, seconds=time.perf_counter() - start,
                           reason=f"{type(err).__name__}: {err}"[:500])
@@ -146,8 +254,12 @@ def run_protocol(task, factory, config: EvalConfig) -> EvalResult:
 
 
 def evaluate_job(payload: dict[str, Any]) -> EvalResult:
-    """Worker entry point: payload = {"rule": text, "config": EvalConfig.to_dict()}."""
-    return evaluate(payload["rule"], EvalConfig.from_dict(payload["config"]))
+    """Worker entry point: payload = {"rule": text, "config": EvalConfig.to_dict()}, and optionally
+    "curve": True for the per-epoch validation curve and "hurdle_curves": recent rules' validation
+    curves, [[step, accuracy], ...] each (the halving protocol's hurdle)."""
+    curves = [tuple((int(step), float(acc)) for step, acc in c) for c in payload.get("hurdle_curves", ())]
+    return evaluate(payload["rule"], EvalConfig.from_dict(payload["config"]), bool(payload.get("curve")),
+                    curves)
 
 
 def warm_worker(config: dict[str, Any]) -> None:

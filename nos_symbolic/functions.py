@@ -1,9 +1,18 @@
-"""SymPy nodes the DSL needs beyond SymPy's own (clip, drop, the cd/rd decays) and the operand symbols.
+"""SymPy nodes the DSL needs beyond SymPy's own (clip, drop, the cd/rd decays), the operand symbols,
+and the bound on exact constants.
 
 Pure SymPy: each node knows how to simplify itself and how it prints in LaTeX; what it computes on
 tensors lives in the registry.
+
+Bounded constants. Literals are exact rationals and SymPy folds constant arithmetic exactly, which has
+no bound: 1e300^15 has 4,500 digits, ((1e300^64)^64)^64 has 78 million. A rule's constants end up as
+float64 anyway, so an exact number whose numerator or denominator needs more than MAX_EXACT_BITS bits
+(1e300 needs 997) is replaced by its float64 value: a Float, or +-oo when it overflows, as torch's
+float64 arithmetic would give (1e300 * 1e300 = inf, 1e-300 * 1e-300 = 0).
 """
 from __future__ import annotations
+
+import math
 
 import sympy
 from sympy import Function, Integer, Number, S, Symbol
@@ -32,6 +41,8 @@ class Clip(Function):
     def eval(cls, x, c):  # noqa: D102 - SymPy hook
         if x.is_zero:
             return S.Zero
+        if x is S.NaN:  # torch.clamp keeps NaN; SymPy's Min cannot compare it
+            return S.NaN
         if isinstance(x, Number):
             return sympy.Max(sympy.Min(x, c), -c)
         if isinstance(x, Clip):
@@ -57,6 +68,7 @@ class Drop(Function):
     """
 
     nargs = 3
+    is_number = False  # a random draw, never a number SymPy may evaluate (see _Decay)
 
     @classmethod
     def eval(cls, x, p, k):  # noqa: D102 - SymPy hook
@@ -84,6 +96,10 @@ class _Decay(Function):
     nargs = 1
     is_real = True
     is_nonnegative = True
+    # A function of the step, not a number: with only numbers as arguments SymPy would otherwise take
+    # cd(0.5) for a constant and answer sign questions by numeric evaluation, which it cannot do here
+    # and retries at every level of a nested rule (log(log(...(cd)))) at exponential cost.
+    is_number = False
     label = ""
 
     def _sympystr(self, printer):
@@ -114,3 +130,41 @@ def drop_index(node: Drop) -> int:
 def make_drop(x: sympy.Expr, p: sympy.Expr, k: int) -> sympy.Expr:
     """drop(x, p) as the k-th independent draw."""
     return Drop(x, p, Integer(k))
+
+
+MAX_EXACT_BITS = 1000
+_FLOAT_MAX = sympy.Float(1.7976931348623157e308)
+
+
+def number_bits(n: sympy.Expr) -> int:
+    """How large a number is exactly: bits of the larger of numerator and denominator for a rational;
+    0 for a Float within float64 range, and more than MAX_EXACT_BITS for one beyond it."""
+    if n.is_Rational:
+        return max(n.p.bit_length(), n.q.bit_length())
+    if n.is_Float and abs(n) > _FLOAT_MAX:
+        return MAX_EXACT_BITS + 1
+    return 0
+
+
+def float_number(value: float) -> sympy.Expr:
+    """A float64 value as a SymPy number: Float, +-oo or nan."""
+    if math.isnan(value):
+        return S.NaN
+    if math.isinf(value):
+        return S.Infinity if value > 0 else S.NegativeInfinity
+    return sympy.Float(value)
+
+
+def as_float_number(n: sympy.Expr) -> sympy.Expr:
+    """The float64 value of a SymPy number (correctly rounded; +-oo beyond float64's range)."""
+    if n.is_Rational:
+        try:
+            return float_number(n.p / n.q)
+        except OverflowError:
+            return S.Infinity if n.p > 0 else S.NegativeInfinity
+    return float_number(float(n))
+
+
+def bounded_number(n: sympy.Expr) -> sympy.Expr:
+    """n itself while exact arithmetic on it stays cheap, else its float64 value."""
+    return as_float_number(n) if number_bits(n) > MAX_EXACT_BITS else n

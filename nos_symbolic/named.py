@@ -1,9 +1,15 @@
 """PowerSign and AddSign (Bello et al. 2017): one line of DSL each, run by SymbolicOptimizer.
 
+    m_t       = beta m_{t-1} + (1 - beta) g
+    PowerSign : w <- w (1 - lr wd) - lr * alpha^(f(s) sign(g) sign(m_t)) * g
+    AddSign   : w <- w (1 - lr wd) - lr * (alpha + f(s) sign(g) sign(m_t)) * g
+
 Both scale the gradient up where its sign agrees with the running average's and down where it
-does not; f(t) (the sign decay: 1, ld, cd or rd, see `nos_symbolic.schedules`) fades that effect
-over the run. With default arguments the rules are the registry's named rules ``powersign[-D]``
-and ``addsign[-D]``.
+does not; f (the sign decay: 1, ld, cd or rd, see `nos_symbolic.schedules`) fades that effect over
+the run. f is taken at the global step s (the steps already taken, 0-based: 1 at the first step),
+as TensorFlow's PowerSignOptimizer and AddSignOptimizer take it, so the updates are theirs step
+for step; wd is a decoupled weight decay (0 by default, as TF). With default arguments the rules
+are the registry's named rules ``powersign[-D]`` and ``addsign[-D]``.
 """
 from __future__ import annotations
 
@@ -55,11 +61,13 @@ class PowerSign(SymbolicOptimizer):
     .. math::
 
         m_t = \beta m_{t-1} + (1 - \beta) g_t, \qquad
-        w_t = w_{t-1} - \mathrm{lr}\; \alpha^{f(t)\,\mathrm{sign}(g_t)\,\mathrm{sign}(m_t)}\, g_t
+        w_t = w_{t-1}(1 - \mathrm{lr}\,\lambda) - \mathrm{lr}\;
+              \alpha^{f(s)\,\mathrm{sign}(g_t)\,\mathrm{sign}(m_t)}\, g_t
 
-    with :math:`\alpha` = ``base`` (e; 2 is also used) and f(t) = 1 or the sign decay ld, cd or rd of
-    the 1-based step t over ``total_steps`` T (TensorFlow's code evaluates f at the 0-based global
-    step, one step earlier). The optimizer keeps the bias-corrected average
+    with :math:`\alpha` = ``base`` (e; 2 is also used), :math:`\lambda` = ``weight_decay`` and f = 1
+    or the sign decay ld, cd or rd of the global step s = t - 1 over ``total_steps`` T, as
+    TensorFlow's PowerSignOptimizer (its ``global_step``). ``maximize`` ascends (g is -grad). The
+    optimizer keeps the bias-corrected average
     :math:`\hat m_t = m_t / (1 - \beta^t)`; the correction factor is positive, so
     :math:`\mathrm{sign}(\hat m_t) = \mathrm{sign}(m_t)` and the updates are the paper's.
 
@@ -72,9 +80,9 @@ class PowerSign(SymbolicOptimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 0.1, base: float = math.e, beta: float = 0.9,
                  sign_decay: str | None = None, total_steps: int | None = None, seed: int = 0,
-                 compile: bool = False) -> None:
-        super().__init__(params, powersign_rule(base, sign_decay), lr=lr,
-                         betas=(beta, *DEFAULT_BETAS[1:]), total_steps=total_steps, seed=seed,
+                 compile: bool = False, *, weight_decay: float = 0.0, maximize: bool = False) -> None:
+        super().__init__(params, powersign_rule(base, sign_decay), lr=lr, betas=(beta, *DEFAULT_BETAS[1:]),
+                         weight_decay=weight_decay, maximize=maximize, total_steps=total_steps, seed=seed,
                          compile=compile)
 
 
@@ -84,11 +92,13 @@ class AddSign(SymbolicOptimizer):
     .. math::
 
         m_t = \beta m_{t-1} + (1 - \beta) g_t, \qquad
-        w_t = w_{t-1} - \mathrm{lr}\; (\alpha + f(t)\,\mathrm{sign}(g_t)\,\mathrm{sign}(m_t))\, g_t
+        w_t = w_{t-1}(1 - \mathrm{lr}\,\lambda) - \mathrm{lr}\;
+              (\alpha + f(s)\,\mathrm{sign}(g_t)\,\mathrm{sign}(m_t))\, g_t
 
-    with :math:`\alpha` = ``alpha`` (1) and f(t) = 1 or the sign decay ld, cd or rd of the 1-based
-    step t over ``total_steps`` T. As for PowerSign, the bias-corrected average has the sign of m,
-    so the updates are the paper's.
+    with :math:`\alpha` = ``alpha`` (1), :math:`\lambda` = ``weight_decay`` and f = 1 or the sign
+    decay ld, cd or rd of the global step s = t - 1 over ``total_steps`` T, as TensorFlow's
+    AddSignOptimizer. As for PowerSign, the bias-corrected average has the sign of m, so the updates
+    are the paper's.
 
     >>> import torch
     >>> model = torch.nn.Linear(3, 1)
@@ -98,7 +108,7 @@ class AddSign(SymbolicOptimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 0.1, alpha: float = 1.0, beta: float = 0.9,
                  sign_decay: str | None = None, total_steps: int | None = None, seed: int = 0,
-                 compile: bool = False) -> None:
-        super().__init__(params, addsign_rule(alpha, sign_decay), lr=lr,
-                         betas=(beta, *DEFAULT_BETAS[1:]), total_steps=total_steps, seed=seed,
+                 compile: bool = False, *, weight_decay: float = 0.0, maximize: bool = False) -> None:
+        super().__init__(params, addsign_rule(alpha, sign_decay), lr=lr, betas=(beta, *DEFAULT_BETAS[1:]),
+                         weight_decay=weight_decay, maximize=maximize, total_steps=total_steps, seed=seed,
                          compile=compile)

@@ -1,22 +1,55 @@
-"""Rule text -> SymPy expression: input checks, the Lark parse, and the transformer whose methods are the
+"""Rule text -> SymPy expression: input checks, the Lark parse, and the builder whose methods are the
 semantics (each name is looked up in the registry). User text is only ever tokenised, never evaluated.
+
+Any text up to MAX_LENGTH parses, or fails with a RuleError, in well under a second and without
+exhausting Python's recursion:
+  - The builder walks the parse tree with an explicit stack, and a run of + and - (or of *) becomes
+    one n-ary SymPy node, so a sum of 800 terms is one flatten rather than 800 (which would cost n^2).
+  - Exact constants stay bounded (see functions.py): every built node's numbers are checked, and one
+    whose numerator or denominator outgrows MAX_EXACT_BITS becomes its float64 value (+-oo on
+    overflow, as torch computes it); powers check before SymPy computes them (registry `_pow`).
+  - A constant subexpression (no operand, schedule or draw; delta counts as its run-time 1e-8) of more
+    than MAX_CONSTANT_NODES nodes, or a polynomial of degree above MAX_DEGREE in delta, is evaluated to
+    its float64 value by the torch compiler, as the rule would compute it at run time: towers such as
+    0.5^0.5^0.5^... otherwise send SymPy's assumptions on an exponential walk. Smaller constants
+    (sqrt(2), exp(2), log(2), 1/2 = 1/(2 + delta)) stay exact, so the usual rules keep their keys.
+  - SymPy decides the sign of a polynomial in one nonnegative symbol (v, ld) by isolating the real
+    roots of its derivative: log((v+1)^200 - 2) takes 17 s, (v+1)*(v+2)*...*(v+16) - 2 over a second,
+    and a degree-8 one with 1e300-sized coefficients a quarter of a second. Such a polynomial of degree
+    above MAX_DEGREE, or of degree 2 or more with a number beyond MAX_COEFFICIENT_BITS, is refused (a
+    RuleError); the paper's space, three groups squaring at most once each, reaches degree 8 with
+    small coefficients.
+  - The rest of SymPy's work grows with the size of the expression, a millisecond or two a node: a
+    rule whose SymPy tree exceeds MAX_NODES nodes is refused (a 4,096-character sum of 400 logs
+    would take seconds). Runs of + and * are counted as they grow, so refusing is cheap.
+  - The SymPy expression may nest at most MAX_DEPTH levels: every later stage (canonical form,
+    printing, LaTeX, the compiler, SymPy's own assumptions) recurses over it, using a few Python frames
+    a level, and this depth keeps all of them well inside Python's default limit of 1000.
 """
 from __future__ import annotations
 
 import difflib
 import itertools
+from dataclasses import dataclass
 from functools import lru_cache
 
 import sympy
-from lark import Token, Transformer, Tree, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, v_args
+import torch
+from lark import Token, Tree, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from grammar import load_parser
+from nos_symbolic import functions as F
+from nos_symbolic.compile import compile_expr
 from nos_symbolic.errors import RuleError
 from nos_symbolic.registry import DECAYS, NAMED_RULES, REGISTRY, Primitive, named_rule_text
 
 MAX_LENGTH = 4096  # characters; a 3-group rule of the paper's space is about 200
-MAX_DEPTH = 200  # nesting of the parse tree; deeper trees would exhaust Python's recursion in SymPy
+MAX_DEPTH = 64  # nesting of the SymPy expression (and of parentheses); see the module docstring
 MAX_LITERAL = 1e300  # literals beyond float range are refused rather than turned into huge integers
+MAX_CONSTANT_NODES = 16  # a constant subexpression larger than this is evaluated to a float
+MAX_DEGREE = 8  # of a polynomial in one signed operand (v, ld) alone; see the module docstring
+MAX_COEFFICIENT_BITS = 64  # of the numbers in such a polynomial of degree 2 or more
+MAX_NODES = 160  # tree size of the SymPy expression; the paper's 3-group rules stay below 60
 
 # Known bad inputs -> what to tell the user (lark's match_examples picks the closest parser state).
 _SYNTAX_EXAMPLES: dict[str, list[str]] = {
@@ -74,27 +107,136 @@ def parse_tree(text: str) -> Tree:
         if isinstance(err, UnexpectedEOF) or line is None or line < 1:
             line, column = _position(text, len(text))
         raise RuleError(label, line, column) from None
-    if _depth(tree) > MAX_DEPTH:
-        raise RuleError(f"rule nested too deeply (limit {MAX_DEPTH} levels)")
     return tree
 
 
-def _depth(tree: Tree) -> int:
-    deepest, stack = 0, [(tree, 1)]
-    while stack:
-        node, d = stack.pop()
-        deepest = max(deepest, d)
-        stack.extend((c, d + 1) for c in node.children if isinstance(c, Tree))
-    return deepest
+@dataclass(frozen=True)
+class _Facts:
+    """What the builder tracks per SymPy node: the bits of its largest exact number; whether it is a
+    fixed number at run time (no operand, schedule or draw; delta is a fixed 1e-8); its tree size and
+    depth; its free symbols; and its degree as a polynomial in them (None when it is not one)."""
+
+    bits: int
+    constant: bool
+    size: int
+    depth: int
+    symbols: frozenset
+    degree: int | None
 
 
-@v_args(inline=True)
-class _ToSympy(Transformer):
-    """The semantics of the grammar: each method builds SymPy through the registry."""
+_VARYING = (F.Drop, F.CosineDecay, F.RestartDecay)  # nodes whose value is not fixed
+
+
+class _FactBook:
+    """_Facts of every node met in one parse, computed once each without recursion."""
 
     def __init__(self) -> None:
-        super().__init__()
+        self._facts: dict[sympy.Basic, _Facts] = {}
+
+    def __call__(self, expr: sympy.Basic) -> _Facts:
+        facts = self._facts
+        stack = [expr]
+        while stack:
+            node = stack[-1]
+            if node in facts:
+                stack.pop()
+                continue
+            pending = [a for a in node.args if a not in facts]
+            if pending:
+                stack.extend(pending)
+                continue
+            stack.pop()
+            facts[node] = self._combine(node, [facts[a] for a in node.args])
+        return facts[expr]
+
+    @staticmethod
+    def _combine(node: sympy.Basic, kids: list[_Facts]) -> _Facts:
+        bits = max([F.number_bits(node) if node.is_Number else 0] + [k.bits for k in kids])
+        size = 1 + sum(k.size for k in kids)
+        depth = 1 + max((k.depth for k in kids), default=0)
+        if node.is_Symbol:
+            return _Facts(bits, node is F.delta, size, depth, frozenset([node]), 1)
+        constant = not isinstance(node, _VARYING) and all(k.constant for k in kids)
+        symbols = frozenset().union(*(k.symbols for k in kids))
+        degrees = [k.degree for k in kids]
+        if not symbols:
+            degree = 0
+        elif None in degrees:
+            degree = None
+        elif isinstance(node, sympy.Add):
+            degree = max(degrees)
+        elif isinstance(node, sympy.Mul):
+            degree = sum(degrees)
+        elif isinstance(node, sympy.Pow) and node.exp.is_Integer:  # a negative power is a denominator's
+            degree = degrees[0] * abs(int(node.exp))
+        else:
+            degree = None
+        return _Facts(bits, constant, size, depth, symbols, degree)
+
+    def big_numbers(self, expr: sympy.Basic) -> set[sympy.Expr]:
+        """The numbers in expr beyond MAX_EXACT_BITS (subtrees without one are not entered)."""
+        found, stack = set(), [expr]
+        while stack:
+            node = stack.pop()
+            if self(node).bits <= F.MAX_EXACT_BITS:
+                continue
+            if node.is_Number:
+                found.add(node)
+            stack.extend(node.args)
+        return found
+
+
+class _ConstantEnv:
+    """The Env (see compile.py) of a constant subexpression, which reads no operand, step or draw."""
+
+    t = 1.0
+    T = 1.0
+
+    def tensor(self, name: str) -> torch.Tensor:
+        return torch.zeros(1, dtype=torch.float64)
+
+
+@dataclass
+class _Chain:
+    """The operands of a run of + and - (op "add") or of * (op "mul"), built as one n-ary node.
+
+    A product keeps its numeric coefficient apart, folded (and bounded) factor by factor."""
+
+    op: str
+    terms: list[sympy.Expr]
+    coefficient: sympy.Expr = sympy.S.One
+    size: int = 1  # tree size of the node it will be
+
+
+class _Builder:
+    """The semantics of the grammar: each method builds SymPy through the registry.
+
+    `build` walks the tree bottom-up with an explicit stack; every node it builds goes through
+    `_checked`, which bounds its numbers, folds a large constant and refuses a node too deep, too large
+    or too costly for SymPy (see the module docstring)."""
+
+    def __init__(self) -> None:
         self._draws = itertools.count()
+        self._facts = _FactBook()
+
+    def build(self, tree: Tree) -> sympy.Expr:
+        values: list = []
+        stack: list[tuple[Tree | Token, bool]] = [(tree, False)]
+        while stack:
+            node, children_done = stack.pop()
+            if isinstance(node, Token):
+                values.append(node)
+            elif not children_done:
+                stack.append((node, True))
+                stack.extend((c, False) for c in reversed(node.children))
+            else:
+                n = len(node.children)
+                args = values[len(values) - n:]
+                del values[len(values) - n:]
+                values.append(getattr(self, node.data)(*args))
+        return self._expr(values[0])
+
+    # --- leaves and calls ---
 
     def number(self, tok: Token) -> sympy.Expr:
         value = float(tok)
@@ -102,7 +244,7 @@ class _ToSympy(Transformer):
             raise RuleError(f"number {str(tok)!r} is too large", tok.line, tok.column)
         if 0 < value < 1 / MAX_LITERAL:
             raise RuleError(f"number {str(tok)!r} is too small", tok.line, tok.column)
-        return sympy.Rational(str(tok))
+        return F.bounded_number(sympy.Rational(str(tok)))
 
     def name(self, tok: Token) -> sympy.Expr:
         name = str(tok)
@@ -122,9 +264,9 @@ class _ToSympy(Transformer):
         # Not a named rule: `g-cd` is the subtraction g - cd.
         left = self.name(Token("NAME", base, line=tok.line, column=tok.column))
         right = self.name(Token("NAME", decay, line=tok.line, column=tok.column + len(base) + 1))
-        return REGISTRY["sub"].build(left, right)
+        return self._checked(REGISTRY["sub"].build(left, right))
 
-    def call(self, tok: Token, args: list[sympy.Expr] | None = None) -> sympy.Expr:
+    def call(self, tok: Token, args: list | None = None) -> sympy.Expr:
         name = str(tok)
         entry = REGISTRY.get(name)
         if entry is None:
@@ -134,28 +276,75 @@ class _ToSympy(Transformer):
         if entry.kind == "operand":
             raise RuleError(f"{name!r} is an operand, not a function: write it without parentheses",
                             tok.line, tok.column)
-        return self._apply(entry, list(args or []), tok)
+        return self._apply(entry, [self._expr(a) for a in args or []], tok)
 
-    def args(self, *items: sympy.Expr) -> list[sympy.Expr]:
+    def args(self, *items) -> list:
         return list(items)
 
-    def add(self, x, y):
-        return REGISTRY["add"].build(x, y)
+    # --- operators: a run of + and - (or of *) is one n-ary node, equal to the registry's binary
+    # add, sub and mul applied left to right ---
 
-    def sub(self, x, y):
-        return REGISTRY["sub"].build(x, y)
+    def add(self, x, y) -> _Chain:
+        return self._extend(x, "add", self._expr(y))
 
-    def mul(self, x, y):
-        return REGISTRY["mul"].build(x, y)
+    def sub(self, x, y) -> _Chain:
+        return self._extend(x, "add", self._checked(REGISTRY["neg"].build(self._expr(y))))
 
-    def div(self, x, y):
-        return REGISTRY["div"].build(x, y)
+    def mul(self, x, y) -> _Chain:
+        return self._extend(x, "mul", self._expr(y))
 
-    def pow(self, x, _op, y):
-        return REGISTRY["pow"].build(x, y)
+    def div(self, x, y) -> sympy.Expr:
+        return self._checked(REGISTRY["div"].build(self._expr(x), self._expr(y)))
 
-    def neg(self, x):
-        return REGISTRY["neg"].build(x)
+    def pow(self, x, _op: Token, y) -> sympy.Expr:
+        return self._checked(REGISTRY["pow"].build(self._expr(x), self._expr(y)))
+
+    def neg(self, x) -> sympy.Expr:
+        return self._checked(REGISTRY["neg"].build(self._expr(x)))
+
+    def _extend(self, chain, op: str, term: sympy.Expr) -> _Chain:
+        if not (isinstance(chain, _Chain) and chain.op == op):
+            chain = self._extend(_Chain(op, []), op, self._expr(chain))
+        if op == "mul":
+            coefficient, term = term.as_coeff_Mul()
+            chain.coefficient = F.bounded_number(chain.coefficient * coefficient)
+        chain.terms.append(term)
+        chain.size += self._facts(term).size
+        if chain.size > MAX_NODES:  # build it now: refused before more terms are built, or smaller
+            built = self._expr(chain)
+            chain = _Chain(op, [built], size=self._facts(built).size)
+        return chain
+
+    def _expr(self, value) -> sympy.Expr:
+        """A built value as a SymPy expression (a pending chain is built now)."""
+        if not isinstance(value, _Chain):
+            return value
+        if value.op == "add":
+            return self._checked(sympy.Add(*value.terms))
+        return self._checked(sympy.Mul(value.coefficient, *value.terms))
+
+    def _checked(self, expr: sympy.Expr) -> sympy.Expr:
+        facts = self._facts(expr)
+        if facts.bits > F.MAX_EXACT_BITS:
+            expr = expr.xreplace({n: F.as_float_number(n) for n in self._facts.big_numbers(expr)})
+            facts = self._facts(expr)
+        steep = facts.degree is not None and facts.degree > MAX_DEGREE
+        if facts.constant and (facts.size > MAX_CONSTANT_NODES or steep) and not expr.is_Number:
+            value = compile_expr(expr)(_ConstantEnv())
+            expr = F.float_number(float(value[0]))
+            facts = self._facts(expr)
+        elif len(facts.symbols) == 1 and facts.degree is not None and facts.degree > 1:
+            (symbol,) = facts.symbols
+            if (symbol.is_nonnegative or symbol.is_nonpositive) and (steep or facts.bits > MAX_COEFFICIENT_BITS):
+                raise RuleError(f"rule too complex: a polynomial in {symbol} alone of degree {facts.degree} "
+                                f"or with a number of {facts.bits} bits (the limits are {MAX_DEGREE} and "
+                                f"{MAX_COEFFICIENT_BITS})")
+        if facts.size > MAX_NODES:
+            raise RuleError(f"rule too large: more than {MAX_NODES} operations and operands after "
+                            f"simplification; simplify it")
+        if facts.depth > MAX_DEPTH:
+            raise RuleError(f"rule nested too deeply (more than {MAX_DEPTH} levels)")
+        return expr
 
     def _apply(self, entry: Primitive, args: list[sympy.Expr], tok: Token) -> sympy.Expr:
         required = entry.arity + sum(p.default is None for p in entry.params)
@@ -169,18 +358,22 @@ class _ToSympy(Transformer):
             values.append(self._param(entry, param, arg, tok))
         if entry.fresh_draw:
             values.append(next(self._draws))
-        return entry.build(*values)
+        return self._checked(entry.build(*values))
 
     @staticmethod
     def _param(entry: Primitive, param, arg: sympy.Expr | None, tok: Token) -> sympy.Expr:
         if arg is None:
             return sympy.Rational(str(param.default))
         if not (arg.is_Number and arg.is_finite and arg.is_real):
-            raise RuleError(f"{entry.name}: {param.name} must be a number, got {arg}", tok.line, tok.column)
+            raise RuleError(f"{entry.name}: {param.name} must be a finite number, got {arg}", tok.line, tok.column)
         if not param.check(float(arg)):
             raise RuleError(f"{entry.name} needs {param.requirement}, got {param.name} = {arg}",
                             tok.line, tok.column)
-        return arg
+        # torch takes a parameter as a Python scalar: an integer past float64's exact range is a float
+        return sympy.Float(float(arg)) if arg.is_Integer and abs(arg) > _EXACT_FLOAT_INT else arg
+
+
+_EXACT_FLOAT_INT = 2**53
 
 
 def _signature(entry: Primitive) -> str:
@@ -206,14 +399,12 @@ def parse_expr(text: str) -> sympy.Expr:
     """Parse DSL text into a SymPy expression (SymPy's automatic simplification applied)."""
     tree = parse_tree(text)
     try:
-        expr = _ToSympy().transform(tree)
+        expr = _Builder().build(tree)
     except RuleError:
         raise
-    except Exception as err:  # lark wraps errors raised inside the transformer
-        inner = getattr(err, "orig_exc", err)
-        if isinstance(inner, RuleError):
-            raise inner from None
-        raise RuleError(f"cannot build rule: {inner}") from None
+    except (ArithmeticError, TypeError, ValueError, AssertionError) as err:
+        # SymPy refusing a constant it cannot fold, or failing its own checks on a hostile expression
+        raise RuleError(f"cannot build rule: SymPy cannot simplify it ({type(err).__name__}: {err})") from None
     if not isinstance(expr, sympy.Expr):
         raise RuleError("not an expression")
     return expr

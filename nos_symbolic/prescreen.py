@@ -58,7 +58,8 @@ def descent_cosine(rule: Rule, seed: int = 0) -> float:
     for env in descent_probes(seed):
         u = probe_outputs(rule.program, env)
         g = env.tensor("g").numpy()
-        norm = np.linalg.norm(u) * np.linalg.norm(g)
+        with np.errstate(all="ignore"):  # a huge finite update overflows the norm: inf, caught below
+            norm = np.linalg.norm(u) * np.linalg.norm(g)
         if not np.isfinite(u).all() or norm == 0 or not np.isfinite(norm):
             return float("nan")
         cosines.append(float(u @ g / norm))

@@ -1,13 +1,28 @@
 """Fixed probe values and the functional fingerprints of a rule.
 
-A rule's fingerprint is a hash of its outputs on fixed, seeded probes in float64:
-256 elements = 4 steps t in {1, 10, 300, 1000} (T = 1000) x 64 elements whose g spans both signs and
-magnitudes 1e-6..1e2, with m agreeing in sign with g about half the time, v >= m^2-ish, and fixed draws
-for noise, anneal and every drop. Outputs are rounded to 20 bits of mantissa (about 1e-6 relative) and
-values below 1e-9 of the largest are flushed to 0, so rules equal up to float error share a fingerprint
-even where SymPy cannot prove it (sqrt(g2), abs(g) and sign(g)*g). The scale fingerprint hashes the
-outputs divided by their RMS: rules equal up to a positive factor (absorbed by the learning rate)
-share it.
+Probes: 256 elements = 4 steps t in {1, 10, 300, 1000} (T = 1000) x 64 elements whose g spans both
+signs and magnitudes 1e-6..1e2, with m agreeing in sign with g about half the time, v >= m^2-ish, and
+fixed draws for noise, anneal and every drop; float64 throughout.
+
+The fingerprint is the key under which functionally equal rules meet (Lion's and AutoML-Zero's
+functional hash), robust to float-level differences:
+  - It hashes the outputs of the rule with the protected division's delta shrunk from 1e-8 to
+    FINGERPRINT_DELTA = 1e-30 (`fingerprint_form`). With delta = 1e-8, g/1 = g/(1 + delta) and g differ
+    by 1e-8 relative on every probe, 1% of a 20-bit rounding bin, so with 256 outputs such a pair
+    seldom shared a hash (2 of 16 hand-made equal pairs did, bench/bench_fingerprint.py). With 1e-30
+    what is left between equal rules is rounding error, a few ulps. (Not 0: a division by an exact
+    zero stays finite, x * 1e30, so it keeps the shape of its numerator.)
+  - Outputs are rounded to MANTISSA_BITS = 16 bits of mantissa (1.5e-5 relative) and values below
+    FLUSH = 1e-9 of the largest are flushed to 0. A rounding hash always has bin edges; what matters
+    is how often two equal rules straddle one: for errors of e relative about 256 * e * 2^16, so 3e-8
+    for 10 ulps (e = 2e-15).
+  - Shrinking delta also meets rules that differ only where delta matters (g/g2 = g / (g^2 + delta)
+    and 1/g part ways for |g| < 1e-4), and 16 bits meet rules within 1e-5 of each other. The
+    fingerprint is therefore a candidate key: `same_behaviour` (rule.py) confirms a candidate by
+    comparing the real outputs, delta = 1e-8, within a tolerance (`outputs_match`).
+The scale fingerprint hashes the same outputs divided by their RMS: rules equal up to a positive factor
+(absorbed by the learning rate) share it. Both catch equalities SymPy cannot prove (sqrt(g2), abs(g)
+and sign(g)*g).
 """
 from __future__ import annotations
 
@@ -16,16 +31,20 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import sympy
 import torch
 
+from nos_symbolic import functions as F
 from nos_symbolic.compile import Program
 
 PROBE_SEED = 20170907
 N_ELEMENTS = 64
 STEPS = (1.0, 10.0, 300.0, 1000.0)
 TOTAL_STEPS = 1000.0
-MANTISSA_BITS = 20
+MANTISSA_BITS = 16
 FLUSH = 1e-9
+FINGERPRINT_DELTA = 1e-30
+MATCH_RTOL = 1e-6  # outputs_match: relative tolerance (g/1 vs g differ by 1e-8)
 
 
 @dataclass(frozen=True)
@@ -81,29 +100,52 @@ def probe_outputs(program: Program, env: ProbeEnv | None = None) -> np.ndarray:
         return program(env).detach().to(torch.float64).numpy().copy()
 
 
-def quantize(x: np.ndarray) -> np.ndarray:
-    """Round to MANTISSA_BITS of mantissa; flush values tiny next to the largest; NaN/Inf untouched."""
+def fingerprint_form(expr: sympy.Expr) -> sympy.Expr:
+    """expr with the protected division's delta set to FINGERPRINT_DELTA (expr itself without one)."""
+    return expr.xreplace({F.delta: sympy.Float(FINGERPRINT_DELTA)}) if expr.has(F.delta) else expr
+
+
+def _finite_peak(x: np.ndarray) -> float:
+    finite = np.isfinite(x)
+    return float(np.max(np.abs(x[finite]))) if finite.any() else 0.0
+
+
+def quantize(x: np.ndarray, bits: int = MANTISSA_BITS) -> np.ndarray:
+    """Round to `bits` of mantissa; flush values tiny next to the largest; NaN/Inf untouched."""
     x = np.array(x, dtype=np.float64)
     finite = np.isfinite(x)
-    scale = np.max(np.abs(x[finite])) if finite.any() else 0.0
-    x[finite & (np.abs(x) <= FLUSH * scale)] = 0.0
+    x[finite & (np.abs(x) <= FLUSH * _finite_peak(x))] = 0.0
     mant, exp = np.frexp(x[finite])
-    x[finite] = np.ldexp(np.round(np.ldexp(mant, MANTISSA_BITS)), exp - MANTISSA_BITS)
+    x[finite] = np.ldexp(np.round(np.ldexp(mant, bits)), exp - bits)
     x[np.isnan(x)] = np.nan  # one NaN bit pattern
     return x + 0.0  # -0.0 -> 0.0
 
 
-def hash_outputs(x: np.ndarray) -> str:
+def hash_outputs(x: np.ndarray, bits: int = MANTISSA_BITS) -> str:
     """16 hex digits of sha256 over the quantized outputs."""
-    return hashlib.sha256(quantize(x).tobytes()).hexdigest()[:16]
+    return hashlib.sha256(quantize(x, bits).tobytes()).hexdigest()[:16]
+
+
+def outputs_match(x: np.ndarray, y: np.ndarray, rtol: float = MATCH_RTOL) -> bool:
+    """Whether two probe outputs agree: NaN and +-Inf in the same places, and elsewhere
+    |x - y| <= rtol * |y| + FLUSH * (the larger finite peak), the flush of `quantize`."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape:
+        return False
+    finite = np.isfinite(x)
+    if not np.array_equal(finite, np.isfinite(y)) or not np.array_equal(np.isnan(x), np.isnan(y)):
+        return False
+    if not np.array_equal(x[np.isinf(x)], y[np.isinf(x)]):
+        return False
+    atol = FLUSH * max(_finite_peak(x), _finite_peak(y))
+    with np.errstate(all="ignore"):
+        return bool(np.all(np.abs(x[finite] - y[finite]) <= atol + rtol * np.abs(y[finite])))
 
 
 def scale_normalized(x: np.ndarray) -> np.ndarray:
     """x / RMS(x) over finite entries (unchanged when the RMS is 0 or not finite)."""
     finite = np.isfinite(x)
-    if not finite.any():
-        return x
-    peak = float(np.max(np.abs(x[finite])))
+    peak = _finite_peak(x)
     if peak == 0.0:
         return x
     scaled = x / peak  # dividing by the peak first keeps the squares from overflowing
@@ -111,5 +153,5 @@ def scale_normalized(x: np.ndarray) -> np.ndarray:
 
 
 def fingerprints(outputs: np.ndarray) -> tuple[str, str]:
-    """(fingerprint, scale_fingerprint) of a rule's probe outputs."""
+    """(fingerprint, scale_fingerprint) from the probe outputs of a rule's `fingerprint_form`."""
     return hash_outputs(outputs), hash_outputs(scale_normalized(outputs))

@@ -64,7 +64,7 @@ def _cos(x: Any) -> Any:
 
 
 def _ld(env) -> Any:
-    """ld(t) = (T - t) / T."""
+    """ld(t) = (T - t) / T; t = env.t is the global step (steps already taken, TensorFlow's global_step)."""
     return (env.T - _clamped_step(env)) / env.T
 
 
@@ -85,6 +85,7 @@ def _drop(env, x: Any, p: float, k: int) -> Any:
 
 
 def _anneal(env) -> Any:
+    """N(0, 1) * (1 + t)^-0.275 at the global step t, as TensorFlow's noisy decays."""
     return env.randn("anneal") * (1.0 + env.t) ** (-ANNEAL_POWER / 2)
 
 
@@ -93,18 +94,42 @@ def _protected_div(x: sympy.Expr, y: sympy.Expr) -> sympy.Expr:
 
 
 def _pow(x: sympy.Expr, y: sympy.Expr) -> sympy.Expr:
-    # Exact SymPy arithmetic on 9^9^9 would never finish; beyond float range the value is inf or 0.
-    if x.is_Number and y.is_Number and abs(float(y)) > 64:
-        try:
-            return sympy.Float(math.pow(float(x), float(y)))
-        except OverflowError:
-            return sympy.oo
-        except ValueError:
-            return sympy.nan
+    # An exact power of a number has about bits(c) * |y| bits (9^9^9 would never finish), and SymPy
+    # may compute c^y for any number c inside x (it distributes over products, multiplies nested
+    # exponents and puts sums over a common denominator). Past F.MAX_EXACT_BITS a number to a number
+    # is computed as torch computes it in float64 (inf on overflow, NaN for a negative base to a
+    # fractional power); inside a symbolic base the numbers at risk become floats first.
+    if y.is_Number:
+        at_risk = {n for n, weight in _powered_numbers(x, y) if F.number_bits(n) * weight > F.MAX_EXACT_BITS}
+        if at_risk and x.is_Number:
+            base, exponent = (torch.tensor(float(a), dtype=torch.float64) for a in (x, y))
+            return F.float_number(float(torch.pow(base, exponent)))
+        if at_risk:
+            x = x.xreplace({n: F.as_float_number(n) for n in at_risk})
     result = sympy.Pow(x, y)
-    # SymPy takes the complex branch for a negative base ((-1)^0.5 = I); torch gives NaN. Keep the
-    # power unevaluated so the rule computes what torch computes.
-    return sympy.Pow(x, y, evaluate=False) if result.has(sympy.I) else result
+    # SymPy takes the complex branch for a negative base ((-1)^0.5 = I); torch gives NaN: a number
+    # to a number is NaN, and a symbolic power stays unevaluated so the rule computes what torch does.
+    if not result.has(sympy.I):
+        return result
+    return sympy.nan if x.is_Number and y.is_Number else sympy.Pow(x, y, evaluate=False)
+
+
+def _powered_numbers(x: sympy.Expr, y: sympy.Expr) -> list[tuple[sympy.Expr, float]]:
+    """(number, the power SymPy may raise it to) for the numbers of x^y: through sums and products
+    with y, through a power b^k with k * y. Arguments of functions are not entered (exp(a)^y is
+    exp(a * y)). 0, 1 and -1 are left out: their powers are cheap exactly."""
+    found, stack = [], [(x, abs(float(y)) if y is not sympy.nan else 0.0)]
+    while stack:
+        e, weight = stack.pop()
+        if e.is_Number:
+            if e not in (0, 1, -1):
+                found.append((e, weight))
+        elif isinstance(e, (sympy.Add, sympy.Mul)):
+            stack.extend((a, weight) for a in e.args)
+        elif isinstance(e, sympy.Pow):
+            k = abs(float(e.exp)) if e.exp.is_Number and e.exp is not sympy.nan else 1.0
+            stack.append((e.base, weight * max(k, 1.0)))
+    return found
 
 
 _positive = Param("c", lambda c: c > 0, "c > 0")
@@ -132,7 +157,7 @@ PRIMITIVES: tuple[Primitive, ...] = (
               node=F.noise, torch=lambda env: NOISE_STD * env.randn("noise"), latex=r"\epsilon",
               search=("noise",)),
     Primitive("anneal", "operand", 0, lambda: F.anneal,
-              "annealed noise N(0, 1 / (1 + t)^0.55), fresh per step and element",
+              "annealed noise N(0, 1 / (1 + t)^0.55) at the global step t (0-based), fresh per step and element",
               node=F.anneal, torch=_anneal, latex=r"\epsilon_t", search=("anneal",)),
     Primitive("adam", "operand", 0, lambda: _protected_div(F.m, sympy.sqrt(F.v)),
               "Adam's direction m / (sqrt(v) + delta)", search=("adam",)),
@@ -140,12 +165,14 @@ PRIMITIVES: tuple[Primitive, ...] = (
               "RMSProp's direction g / (sqrt(v) + delta)", search=("rmsprop",)),
     Primitive("e", "operand", 0, lambda: sympy.E, "Euler's number"),
     # schedules of the step t over T total steps
-    Primitive("ld", "schedule", 0, lambda: F.ld, "linear decay (T - t) / T", node=F.ld, torch=_ld,
+    Primitive("ld", "schedule", 0, lambda: F.ld,
+              "linear decay (T - t) / T at the global step t (steps taken, 0-based)", node=F.ld, torch=_ld,
               latex=r"\operatorname{ld}(t)", search=("ld",)),
-    Primitive("cd", "schedule", 0, F.CosineDecay, "cosine decay 0.5 (1 + cos(2 pi n t / T)), n = 0.5",
+    Primitive("cd", "schedule", 0, F.CosineDecay,
+              "cosine decay 0.5 (1 + cos(2 pi n t / T)) at the global step t, n = 0.5",
               params=(_periods(0.5),), node=F.CosineDecay, torch=_cd, search=("cd",)),
     Primitive("rd", "schedule", 0, F.RestartDecay,
-              "restart decay 0.5 (1 + cos(pi ((n t) mod T) / T)), n = 1",
+              "restart decay 0.5 (1 + cos(pi ((n t) mod T) / T)) at the global step t, n = 1",
               params=(_periods(1.0),), node=F.RestartDecay, torch=_rd, search=("rd",)),
     # unary functions
     Primitive("id", "unary", 1, lambda x: x, "identity", search=("{x}",)),

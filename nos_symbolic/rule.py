@@ -12,7 +12,7 @@ from nos_symbolic.canonical import canonical_form, canonical_text, rule_key
 from nos_symbolic.compile import Program, compile_expr
 from nos_symbolic.latex import to_latex
 from nos_symbolic.parse import parse_expr
-from nos_symbolic.probes import fingerprints, probe_outputs
+from nos_symbolic.probes import fingerprint_form, fingerprints, outputs_match, probe_outputs, scale_normalized
 
 GRADIENT_OPERANDS = frozenset({"g", "m", "v", "y"})
 _OPERAND_SYMBOLS = {s: s.name for s in (F.g, F.m, F.v, F.y, F.w, F.noise, F.anneal, F.ld)}
@@ -27,7 +27,9 @@ class Rule:
     expr:               the SymPy expression it means
     canonical:          the representative of every spelling of the same tree
     canonical_text:     its text; key = 16 hex digits of sha256(canonical_text)
-    fingerprint:        hash of the outputs on fixed probes (catches equalities SymPy cannot prove)
+    fingerprint:        hash of the outputs on fixed probes with the division's delta 1e-30 (probes.py):
+                        the key under which functionally equal rules meet, including equalities
+                        SymPy cannot prove; `same_behaviour` confirms a candidate found by it
     scale_fingerprint:  the same after dividing outputs by their RMS (equal up to a positive factor)
     operands:           operand names used (g, m, v, y, w, noise, anneal, ld, cd, rd)
     flags:              constant, nonfinite, stochastic, scheduled
@@ -102,7 +104,9 @@ def parse_rule(text: str) -> Rule:
     canonical = canonical_form(expr)
     ctext = canonical_text(canonical)
     outputs = probe_outputs(compile_expr(canonical))
-    fingerprint, scale_fingerprint = fingerprints(outputs)
+    shrunk = fingerprint_form(canonical)
+    fingerprint, scale_fingerprint = fingerprints(outputs if shrunk is canonical
+                                                  else probe_outputs(compile_expr(shrunk)))
     operands = operands_of(canonical)
     return Rule(
         text=text,
@@ -115,3 +119,21 @@ def parse_rule(text: str) -> Rule:
         operands=operands,
         flags=flags_of(canonical, operands, outputs),
     )
+
+
+def same_behaviour(a: Rule, b: Rule, up_to_scale: bool = False) -> bool:
+    """Whether two rules compute the same update on the fingerprint probes, within float tolerance
+    (probes.outputs_match; delta = 1e-8 as in training); up_to_scale compares outputs / RMS.
+
+    The check behind a fingerprint hit: a store looks a rule up by `fingerprint` (or
+    `scale_fingerprint`) and confirms each candidate with this before reusing its result.
+
+    >>> same_behaviour(parse_rule("g / 1"), parse_rule("g"))
+    True
+    """
+    if a.key == b.key:
+        return True
+    x, y = probe_outputs(a.program), probe_outputs(b.program)
+    if up_to_scale:
+        x, y = scale_normalized(x), scale_normalized(y)
+    return outputs_match(x, y)

@@ -1,7 +1,8 @@
 """Schedules of the step t over T total steps (Bello et al. 2017; TensorFlow's decay code).
 
 Sign decays, the f(t) of PowerSign and AddSign and the DSL's ld, cd, rd (the registry's torch
-implementations, called here on plain numbers), with t clipped to T:
+implementations, called here on plain numbers), with t the global step (the steps already taken,
+0-based, TensorFlow's global_step: an optimizer's first step reads t = 0) clipped to T:
 
     ld(t)    = (T - t) / T
     cd(t; n) = 0.5 * (1 + cos(2 pi n t / T))             n = 0.5

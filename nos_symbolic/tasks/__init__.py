@@ -3,9 +3,13 @@
     task = get_task("mnist1d")                          # ConvNet1d on MNIST-1D (the default)
     task = get_task("mnist1d-mlp")                      # a two-layer MLP on the same data
     task = get_task("cifar10", data_dir="~/data", subset=5000)   # the paper's ConvNet on CIFAR-10
+    task = get_task("mnist1d-shuffled")                 # the ConvNet on position-shuffled MNIST-1D
+    task = get_task("charlm")                           # a character Transformer on the stdlib
 
 MNIST-1D stands in for CIFAR-10 during search: it is generated locally and one 5-epoch run of the
-ConvNet takes well under a second on one CPU core. CIFAR-10 is the paper's task, for confirmation.
+ConvNet takes well under a second on one CPU core. CIFAR-10 is the paper's task, for confirmation;
+mnist1d-mlp, mnist1d-shuffled and charlm are held-out tasks for transfer (a different network, a
+task where the ConvNet's locality bias is gone, and a language model).
 """
 from __future__ import annotations
 
@@ -16,12 +20,17 @@ from typing import Any, Callable
 from torch import nn
 
 from nos_symbolic.errors import NosError
+from nos_symbolic.tasks.charlm import CharTransformer, load_charlm
 from nos_symbolic.tasks.data import DataError, Split, Splits, load_cifar10, load_mnist1d
 from nos_symbolic.tasks.models import MLP, CifarConvNet, ConvNet1d, seeded
+from nos_symbolic.tasks.shuffled import load_mnist1d_shuffled
 
-__all__ = ["Task", "get_task", "TASK_NAMES", "DataError", "Split"]
+__all__ = ["Task", "get_task", "metric_of", "TASK_NAMES", "DataError", "Split"]
 
-TASK_NAMES: tuple[str, ...] = ("mnist1d", "mnist1d-mlp", "cifar10")
+TASK_NAMES: tuple[str, ...] = ("mnist1d", "mnist1d-mlp", "mnist1d-shuffled", "cifar10", "charlm")
+# What a task's accuracy counts (charlm: next-character accuracy over every position of a window).
+METRICS: dict[str, str] = {"charlm": "next-character accuracy"}
+DEFAULT_METRIC = "accuracy"
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,16 +67,23 @@ class Task:
 _SPECS: dict[str, tuple[Callable[..., Splits], Callable[[], nn.Module]]] = {
     "mnist1d": (load_mnist1d, ConvNet1d),
     "mnist1d-mlp": (load_mnist1d, MLP),
+    "mnist1d-shuffled": (load_mnist1d_shuffled, ConvNet1d),
     "cifar10": (load_cifar10, CifarConvNet),
+    "charlm": (load_charlm, CharTransformer),
 }
+# A window of 64 characters holds 64 predictions, so a batch of 32 windows (2,048 predictions) is
+# already larger than an image task's batch of 100.
+_BATCH_SIZES = {"charlm": 32}
 
 
 def get_task(name: str = "mnist1d", **options: Any) -> Task:
     """The task called name, built with options.
 
-    Every task takes batch_size (100) and epochs (5). mnist1d and mnist1d-mlp take num_samples
-    (5000), data_seed (42), val_fraction (0.2), n_train (None: all) and split_seed (0); cifar10
-    takes data_dir (required), subset (None: all), val_fraction (0.1) and split_seed (0).
+    Every task takes batch_size (100; charlm 32) and epochs (5). mnist1d, mnist1d-mlp and
+    mnist1d-shuffled take num_samples (5000), data_seed (42), val_fraction (0.2), n_train (None:
+    all) and split_seed (0), mnist1d-shuffled also perm_seed (0); cifar10 takes data_dir
+    (required), subset (None: all), val_fraction (0.1) and split_seed (0); charlm takes data_dir
+    (None: the standard library), max_chars (250,000), val_fraction and test_fraction (0.1).
     Unknown names and bad options raise NosError (a ValueError); missing data raises DataError.
     """
     if name not in _SPECS:
@@ -78,7 +94,8 @@ def get_task(name: str = "mnist1d", **options: Any) -> Task:
     if unknown:
         raise NosError(f"unknown option(s) {', '.join(unknown)} for task {name}; "
                          f"expected some of {', '.join(sorted(known))}")
-    batch_size, epochs = options.pop("batch_size", 100), options.pop("epochs", 5)
+    batch_size = options.pop("batch_size", _BATCH_SIZES.get(name, 100))
+    epochs = options.pop("epochs", 5)
     if batch_size < 1 or epochs < 1:
         raise NosError(f"batch_size and epochs must be positive, got {batch_size} and {epochs}")
     if name == "cifar10" and options.get("data_dir") is None:
@@ -88,3 +105,8 @@ def get_task(name: str = "mnist1d", **options: Any) -> Task:
     return Task(name=name, train=splits.train, val=splits.val, test=splits.test,
                 make_model=seeded(model), num_classes=len(splits.classes), batch_size=batch_size,
                 epochs=epochs, classes=splits.classes)
+
+
+def metric_of(name: str) -> str:
+    """What the accuracy of task `name` measures, for tables."""
+    return METRICS.get(name, DEFAULT_METRIC)

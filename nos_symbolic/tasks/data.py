@@ -8,7 +8,10 @@ feeds a reward.
 MNIST-1D is generated locally with the `mnist1d` package (never downloaded). CIFAR-10 is read from
 a folder the user names, in torchvision's pickled layout or as image folders. Generated and decoded
 arrays are cached as .npz files under $NOS_CACHE_DIR (default ~/.cache/nos-symbolic), written
-atomically so concurrent workers never read half a file.
+atomically so concurrent workers never read half a file. A decoded-image cache is keyed on the size
+and mtime_ns of every source image, so an image overwritten under the same name is read again; a cache
+file that is unreadable or lacks an array is rebuilt. A bad data file (an unreadable or truncated
+image, a decompression bomb, a label outside the classes) is a DataError naming the file.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import os
 import pickle
 import random
 import tempfile
+import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +40,7 @@ CIFAR_LAYOUTS = (
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CIFAR_SIDE = 32
 CIFAR_TEST_PER_TRAIN = 5  # CIFAR-10 has 50,000 training and 10,000 test images
+CIFAR_CLASSES = 10
 
 
 class DataError(NosError):
@@ -89,13 +94,23 @@ def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
         raise
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
-    """The cached arrays, or None when the file is absent or unreadable (it is then rebuilt)."""
+MNIST1D_ARRAYS = ("x", "y", "x_test", "y_test")
+CIFAR_ARRAYS = MNIST1D_ARRAYS + ("classes",)
+
+
+def _load_npz(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+    """The cached arrays `names`, or None when the file is absent, unreadable, lacks one of them or
+    pairs inputs and labels of different lengths (it is then rebuilt)."""
     try:
         with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+            if not set(names) <= set(f.files):
+                return None
+            arrays = {k: f[k] for k in names}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         return None
+    if len(arrays["x"]) != len(arrays["y"]) or len(arrays["x_test"]) != len(arrays["y_test"]):
+        return None
+    return arrays
 
 
 def _digest(obj: object) -> str:
@@ -125,7 +140,7 @@ def mnist1d_arrays(num_samples: int = 5000, data_seed: int = 42) -> dict[str, np
     """
     version = importlib.metadata.version("mnist1d")
     path = cache_dir() / f"mnist1d-{version}-n{num_samples}-seed{data_seed}.npz"
-    cached = _load_npz(path)
+    cached = _load_npz(path, MNIST1D_ARRAYS)
     if cached is not None:
         return cached
     arrays = _generate_mnist1d(num_samples, data_seed)
@@ -284,11 +299,14 @@ def _unpickle(path: Path) -> dict:
 
 
 def _read_cifar_batches(folder: Path, subset: int | None, seed: int) -> dict[str, np.ndarray]:
-    parts = [_unpickle(folder / f"data_batch_{i}") for i in range(1, 6)]
-    test = _unpickle(folder / "test_batch")
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    batches = {name: _unpickle(folder / name) for name in names}
+    classes = _batch_class_names(folder)
+    for name, batch in batches.items():
+        _check_labels(folder / name, batch["y"], len(classes))
+    parts, test = [batches[name] for name in names[:-1]], batches["test_batch"]
     x = np.concatenate([p["x"] for p in parts])
     y = np.concatenate([p["y"] for p in parts])
-    classes = _batch_class_names(folder, int(max(y.max(), test["y"].max())) + 1)
     n_train, n_test = _subset_sizes(subset, len(classes))
     tr = _balanced_subset(y, n_train, len(classes), seed)
     te = _balanced_subset(test["y"], n_test, len(classes), seed)
@@ -296,16 +314,27 @@ def _read_cifar_batches(folder: Path, subset: int | None, seed: int) -> dict[str
             "classes": np.array(classes)}
 
 
-def _batch_class_names(folder: Path, num_classes: int) -> list[str]:
+def _check_labels(path: Path, y: np.ndarray, num_classes: int) -> None:
+    """Every label must name one of the classes: 0 <= label < num_classes."""
+    bad = np.flatnonzero((y < 0) | (y >= num_classes))
+    if len(bad):
+        raise DataError(f"malformed CIFAR-10 batch {path}: label {int(y[bad[0]])} at index {int(bad[0])} "
+                        f"is outside 0..{num_classes - 1} ({len(bad)} such label(s))")
+
+
+def _batch_class_names(folder: Path) -> list[str]:
+    """The class names of batches.meta, else CIFAR-10's ten classes as the numbers 0..9."""
     meta = folder / "batches.meta"
     if meta.is_file():
         try:
             with open(meta, "rb") as f:
                 names = pickle.load(f, encoding="bytes")[b"label_names"]
-            return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+            names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
         except Exception:
-            pass  # the names are cosmetic; fall back to numbers
-    return [str(i) for i in range(num_classes)]
+            names = []  # the names are cosmetic; fall back to numbers
+        if names:
+            return names
+    return [str(i) for i in range(CIFAR_CLASSES)]
 
 
 def _list_image_folder(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
@@ -326,13 +355,10 @@ def _read_image_folders_cached(root: Path, subset: int | None, seed: int) -> dic
     if train_classes != test_classes:
         raise DataError(f"malformed CIFAR-10 in {root}: train/ has classes {train_classes} but "
                         f"test/ has {test_classes}")
-    # the key changes whenever a class folder gains, loses or renames a file
-    dirs = [root / s / c for s in ("train", "test") for c in train_classes]
     key = _digest({"path": str(root.resolve()), "subset": subset, "seed": seed,
-                   "mtimes": [os.stat(d).st_mtime_ns for d in dirs],
-                   "counts": [len(train_files), len(test_files)]})
+                   "files": _file_stamps(root, [p for p, _ in train_files + test_files])})
     path = cache_dir() / f"cifar10-images-{key}.npz"
-    cached = _load_npz(path)
+    cached = _load_npz(path, CIFAR_ARRAYS)
     if cached is not None:
         return cached
 
@@ -352,14 +378,34 @@ def _read_image_folders_cached(root: Path, subset: int | None, seed: int) -> dic
     return arrays
 
 
+def _file_stamps(root: Path, paths: list[Path]) -> list[tuple[str, int, int]]:
+    """(path under root, size, mtime_ns) of each file: the cache key changes when any file is added,
+    removed, renamed or rewritten in place."""
+    stamps = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError as e:
+            raise DataError(f"unreadable image {p}: {e.strerror}") from e
+        stamps.append((p.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+    return stamps
+
+
 def _decode_one(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as im:
+            # check the declared size before decoding: a decompression bomb declares a huge one
+            if im.size != (CIFAR_SIDE, CIFAR_SIDE):
+                raise DataError(f"image {path} is {im.size[0]}x{im.size[1]}; CIFAR-10 images are 32x32")
             a = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as e:
-        raise DataError(f"unreadable image {path}: {e}") from e
+    except DataError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(f"image {path} declares too many pixels (a decompression bomb?): {e}") from e
+    except Exception as e:  # truncated, garbled or unknown formats are the user's data problem
+        raise DataError(f"unreadable image {path}: {type(e).__name__}: {e}") from e
     if a.shape != (CIFAR_SIDE, CIFAR_SIDE, 3):
         raise DataError(f"image {path} is {a.shape[1]}x{a.shape[0]}; CIFAR-10 images are 32x32")
     return a
@@ -367,7 +413,12 @@ def _decode_one(path: Path) -> np.ndarray:
 
 def _decode_images(paths: list[Path]) -> np.ndarray:
     """(N, 32, 32, 3) uint8, decoded on a few threads (PIL releases the GIL while decoding)."""
+    from PIL import Image
+
     if not paths:
         return np.zeros((0, CIFAR_SIDE, CIFAR_SIDE, 3), dtype=np.uint8)
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        return np.stack(list(pool.map(_decode_one, paths)))
+    # PIL only warns below twice its pixel limit; such an image is refused like a larger bomb
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            return np.stack(list(pool.map(_decode_one, paths)))

@@ -12,13 +12,16 @@ DIVERGENCE_FACTOR x max(initial loss, ln(num_classes)) (about 23 for ten classes
 scores 2.3: a net that wrong has left training behind), or when the weights turn non-finite; it
 ends as `failed` when validation accuracy after the first epoch is still within CHANCE_MARGIN of
 chance.
+
+A network maps a batch to logits (B, C) for labels (B,), or to (B, T, C) for labels (B, T) (a
+language model's next-token predictions); loss and accuracy are taken over every prediction.
 """
 from __future__ import annotations
 
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
@@ -41,7 +44,7 @@ DIVERGENCE_FACTOR = 10.0
 CHANCE_MARGIN = 0.02  # about two standard errors of a chance-level guess on MNIST-1D's 800 val
 EVAL_BATCH = 1000  # one pass for MNIST-1D's splits; bounds activation memory on CIFAR-10
 
-RunStatus = Literal["ok", "diverged", "failed"]
+RunStatus = Literal["ok", "diverged", "failed", "hurdled", "paused"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,11 @@ class TrainOutcome:
     loss_curve: mean training loss of each epoch that ran to its end (a last fractional epoch
                 counts); always finite.
     steps:      optimizer steps taken.
+    val_loss, test_loss: mean cross-entropy (nats) next to val_acc and test_acc, when finite.
+    val_curve:  (step, validation accuracy) after each epoch, when asked for (curve=True), and
+                after the hurdle's epoch when there is one.
+    state:      for a `paused` run (pause_at), what train_run(..., resume=state) continues from;
+                its val_acc and val_loss are then measured at the pause.
     """
 
     status: RunStatus
@@ -64,6 +72,43 @@ class TrainOutcome:
     steps: int
     seconds: float
     reason: str = ""
+    val_loss: float | None = None
+    test_loss: float | None = None
+    val_curve: tuple[tuple[int, float], ...] = ()
+    state: RunState | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Score:
+    """A network measured on one split: accuracy over every prediction, mean cross-entropy (nats;
+    None when not finite) and whether every logit was finite."""
+
+    acc: float | None
+    loss: float | None
+    finite: bool
+
+
+UNMEASURED = Score(None, None, True)  # a split not (yet) measured
+
+
+@dataclass(eq=False)
+class RunState:
+    """A run paused at a step (train_run's `pause_at`), continued by train_run(..., resume=state)
+    with the same lr, epochs and seed. It holds everything the training loop holds (network,
+    optimizer, batch order, the global generators, the epoch in progress), so a paused and resumed
+    run takes the very steps of one run straight through. Resuming consumes it."""
+
+    key: tuple[float, int, int]  # (lr, seed, total_steps) the run was started with
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    order: torch.Generator
+    rng: tuple[torch.Tensor, torch.Tensor | None, tuple]  # torch's CPU and CUDA generators, numpy's
+    losses: list[float]
+    val_curve: list[tuple[int, float]]
+    val: Score | None
+    bound: float
+    step: int
+    partial: tuple | None  # the epoch in progress (n, xs, ys, loss_sum, loss_max); None at its start
 
 
 def train_run(
@@ -75,49 +120,83 @@ def train_run(
     *,
     device: str | torch.device = "cpu",
     test: bool = False,
+    curve: bool = False,
     check_every: int | None = None,
     divergence_factor: float = DIVERGENCE_FACTOR,
     chance_margin: float = CHANCE_MARGIN,
+    hurdle: tuple[int, float] | None = None,
+    pause_at: int | None = None,
+    resume: RunState | None = None,
 ) -> TrainOutcome:
     """Train task's network from seed for epochs (default task.epochs; fractions allowed) at lr.
 
     The seed fixes the initial weights, the batch order and every random draw the optimizer makes
     from torch's global generator (which is restored afterwards), so on CPU the same seed gives the
-    same outcome. check_every: steps between divergence checks; each one waits for the device, so
-    the default is every step on CPU and every 10 steps elsewhere. An exception raised by the
-    factory or by an optimizer step propagates.
+    same outcome. Validation runs after epoch 1 (the chance kill) and at the end; curve=True runs it
+    after every epoch as well (evaluation mode draws no random numbers, so the training is the
+    same). check_every: steps between divergence checks; each one waits for the device, so the
+    default is every step on CPU and every 10 steps elsewhere. An exception raised by the factory or
+    by an optimizer step propagates.
+
+    hurdle=(k, threshold): validation also runs after epoch k, and a run below threshold there
+    ends as `hurdled` (AutoML-Zero's hurdle). pause_at=s: the run stops after step s as `paused`,
+    with its validation measured there and a `state` that resume= continues (the same lr, epochs
+    and seed); None, or s at the end, runs to the end.
     """
     start = time.perf_counter()
     dev = torch.device(device)
     spe = task.steps_per_epoch
     total_steps = max(1, round((task.epochs if epochs is None else epochs) * spe))
     check_every = check_every or (1 if dev.type == "cpu" else 10)
-    train, val = task.train.to(dev), task.val.to(dev)
+    train, val_split = task.train.to(dev), task.val.to(dev)
     batch = min(task.batch_size, len(train))
     order = torch.Generator().manual_seed(seed)
+    partial = None  # the epoch in progress, when a paused run resumes inside one
 
     with _seeded(seed, dev):
-        model = task.make_model(seed).to(dev)
-        optimizer = factory(model.parameters(), lr, total_steps)
+        if resume is None:
+            model = task.make_model(seed).to(dev)
+            optimizer = factory(model.parameters(), lr, total_steps)
+            losses: list[float] = []
+            val_curve: list[tuple[int, float]] = []
+            val: Score | None = None
+            bound = math.inf
+            step = 0
+        else:
+            model, optimizer, order, losses, val_curve, val, bound, step, partial = _resume(
+                resume, (lr, seed, total_steps), pause_at, dev)
         model.train()
-        curve: list[float] = []
-        val_acc: float | None = None
-        bound = math.inf
-        step = 0
 
-        def outcome(status: RunStatus, reason: str = "", test_acc: float | None = None):
-            return TrainOutcome(status, val_acc, test_acc, tuple(curve), step,
-                                time.perf_counter() - start, reason)
+        def outcome(status: RunStatus, reason: str = "", test: Score | None = None):
+            last, end = val or UNMEASURED, test or UNMEASURED
+            return TrainOutcome(status, last.acc, end.acc, tuple(losses), step,
+                                time.perf_counter() - start, reason, val_loss=last.loss,
+                                test_loss=end.loss, val_curve=tuple(val_curve))
 
-        for epoch in range(math.ceil(total_steps / spe)):
-            n = min(spe, total_steps - step)
-            perm = torch.randperm(len(train), generator=order)[: n * batch].to(dev)
-            xs, ys = train.x[perm], train.y[perm]  # one gather per epoch, then contiguous slices
-            loss_sum = torch.zeros((), device=dev)
-            loss_max = torch.zeros((), device=dev)
-            for i in range(n):
+        def paused(epoch_in_progress: tuple | None) -> TrainOutcome:
+            # measured apart from `val`, which keeps the last epoch-end score a kill reports
+            at = score_split(model, val_split)
+            state = RunState((lr, seed, total_steps), model, optimizer, order, _rng_state(dev),
+                             losses, val_curve, val, bound, step, epoch_in_progress)
+            return TrainOutcome("paused", at.acc if at.finite else None, None, tuple(losses), step,
+                                time.perf_counter() - start, val_loss=at.loss,
+                                val_curve=tuple(val_curve), state=state)
+
+        for epoch in range(step // spe, math.ceil(total_steps / spe)):
+            if step == pause_at and partial is None:
+                return paused(None)
+            if partial is None:
+                n = min(spe, total_steps - step)
+                perm = torch.randperm(len(train), generator=order)[: n * batch].to(dev)
+                xs, ys = train.x[perm], train.y[perm]  # one gather per epoch, then contiguous slices
+                loss_sum = torch.zeros((), device=dev)
+                loss_max = torch.zeros((), device=dev)
+            else:
+                n, xs, ys, loss_sum, loss_max = partial
+                partial = None
+            for i in range(step - epoch * spe, n):
                 logits = model(xs[i * batch:(i + 1) * batch])
-                loss = F.cross_entropy(logits, ys[i * batch:(i + 1) * batch])
+                loss = F.cross_entropy(*_flat(logits, ys[i * batch:(i + 1) * batch]))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -131,22 +210,29 @@ def train_run(
                     total, worst = torch.stack([loss_sum, loss_max]).tolist()
                     if not (math.isfinite(total) and worst <= bound):
                         return outcome("diverged", _divergence_reason(worst, bound, step, epoch))
-            curve.append(total / n)  # the check at i == n - 1 has just read the epoch's sum
+                if step == pause_at and i < n - 1:
+                    return paused((n, xs, ys, loss_sum, loss_max))
+            losses.append(total / n)  # the check at i == n - 1 has just read the epoch's sum
 
-            if epoch > 0 and step < total_steps:
-                continue  # validation runs after epoch 1 (the chance kill) and at the end only
-            acc, finite = _accuracy(model, val)
-            if not finite:
+            at_hurdle = hurdle is not None and epoch + 1 == hurdle[0]
+            if not (curve or at_hurdle) and epoch > 0 and step < total_steps:
+                continue
+            score = score_split(model, val_split)
+            if not score.finite:
                 return outcome("diverged", f"weights turned non-finite by step {step} "
                                            f"(epoch {epoch + 1})")
-            val_acc = acc
-            if epoch == 0 and n == spe and acc <= task.chance + chance_margin:
-                return outcome("failed", f"validation accuracy {acc:.3f} after epoch 1 is "
+            val = score
+            if curve or at_hurdle:  # the hurdle's point: the next hurdle's threshold reads it
+                val_curve.append((step, score.acc))
+            if epoch == 0 and n == spe and score.acc <= task.chance + chance_margin:
+                return outcome("failed", f"validation accuracy {score.acc:.3f} after epoch 1 is "
                                          f"within {chance_margin} of chance ({task.chance:.3f})")
+            if at_hurdle and score.acc < hurdle[1]:
+                return outcome("hurdled", f"validation accuracy {score.acc:.3f} after epoch "
+                                          f"{epoch + 1} is below the hurdle {hurdle[1]:.3f}")
             model.train()
 
-        test_acc = _accuracy(model, task.test.to(dev))[0] if test else None
-        return outcome("ok", test_acc=test_acc)
+        return outcome("ok", test=score_split(model, task.test.to(dev)) if test else None)
 
 
 def evaluate_factory(
@@ -159,6 +245,7 @@ def evaluate_factory(
     seed: int = 0,
     device: str | torch.device = "cpu",
     test: bool = True,
+    curve: bool = False,
 ) -> EvalResult:
     """Score an optimizer on task: the paper's reward, validation accuracy after a short run.
 
@@ -166,7 +253,8 @@ def evaluate_factory(
     accuracy (the first among equals; diverged runs never win) then gets the full run of epochs
     (default task.epochs), and that run's status, reason and accuracies make the result. A single
     lr skips the grid. Every run uses the same seed, so lrs are compared on equal terms.
-    steps and seconds count the whole evaluation, grid included: they are its cost.
+    steps and seconds count the whole evaluation, grid included: they are its cost. curve=True
+    records the final run's per-epoch validation accuracy (its steps count the final run only).
     """
     if not lrs:
         raise ValueError("lrs must name at least one learning rate")
@@ -184,19 +272,49 @@ def evaluate_factory(
                               seconds=time.perf_counter() - start,
                               reason=f"diverged at every lr in {tuple(lrs)}")
 
-    final = train_run(task, factory, best_lr, epochs, seed, device=device, test=test)
+    final = train_run(task, factory, best_lr, epochs, seed, device=device, test=test, curve=curve)
+    return result_of(final, lr=best_lr, steps=steps + final.steps,
+                     seconds=time.perf_counter() - start, seed=seed)
+
+
+def result_of(final: TrainOutcome, *, lr: float, steps: int, seconds: float, seed: int) -> EvalResult:
+    """An evaluation's result from its final run, with the lr chosen and the whole cost."""
     return EvalResult(
         status=final.status,
         reward=final.val_acc or 0.0,
-        lr=best_lr,
+        lr=lr,
         val_acc=final.val_acc,
         test_acc=final.test_acc,
         loss_curve=final.loss_curve,
-        steps=steps + final.steps,
-        seconds=time.perf_counter() - start,
+        steps=steps,
+        seconds=seconds,
         seed=seed,
         reason=final.reason,
+        val_loss=final.val_loss,
+        test_loss=final.test_loss,
+        val_curve=final.val_curve,
     )
+
+
+def _rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None, tuple]:
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda, np.random.get_state()
+
+
+def _resume(state: RunState, key: tuple[float, int, int], pause_at: int | None,
+            device: torch.device) -> tuple:
+    """The loop's variables from a paused run, with the global generators set as they were."""
+    if state.key != key:
+        raise ValueError(f"resume= holds a run of (lr, seed, total_steps) {state.key}, not {key}")
+    if pause_at is not None and pause_at <= state.step:
+        raise ValueError(f"pause_at {pause_at} is not after the resumed run's step {state.step}")
+    cpu, cuda, np_state = state.rng
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda, device)
+    np.random.set_state(np_state)
+    return (state.model, state.optimizer, state.order, state.losses, state.val_curve, state.val,
+            state.bound, state.step, state.partial)
 
 
 def _divergence_reason(worst: float, bound: float, step: int, epoch: int) -> str:
@@ -206,17 +324,27 @@ def _divergence_reason(worst: float, bound: float, step: int, epoch: int) -> str
     return f"training loss {worst:.3g} exceeded the bound {bound:.3g} {where}"
 
 
-def _accuracy(model: nn.Module, split: Split) -> tuple[float, bool]:
-    """(accuracy, whether every logit was finite), in eval mode."""
+def _flat(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C) logits and (N,) labels: one row per prediction, for classifiers and language models."""
+    return logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
+
+
+def score_split(model: nn.Module, split: Split) -> Score:
+    """Accuracy and mean cross-entropy over every prediction of split, in eval mode."""
     model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=split.x.device)
-    finite = torch.ones((), dtype=torch.bool, device=split.x.device)
+    dev = split.x.device
+    correct = torch.zeros((), dtype=torch.long, device=dev)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+    finite = torch.ones((), dtype=torch.bool, device=dev)
     with torch.inference_mode():
         for i in range(0, len(split), EVAL_BATCH):
-            logits = model(split.x[i:i + EVAL_BATCH])
-            correct += (logits.argmax(1) == split.y[i:i + EVAL_BATCH]).sum()
+            logits, y = _flat(model(split.x[i:i + EVAL_BATCH]), split.y[i:i + EVAL_BATCH])
+            correct += (logits.argmax(1) == y).sum()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
             finite &= torch.isfinite(logits).all()
-    return correct.item() / max(1, len(split)), bool(finite.item())
+    n = max(1, split.y.numel())
+    loss = loss_sum.item() / n
+    return Score(correct.item() / n, loss if math.isfinite(loss) else None, bool(finite.item()))
 
 
 @contextmanager

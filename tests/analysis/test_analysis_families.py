@@ -1,179 +1,129 @@
-"""Grouping: every rule in exactly one family, clusters by skeleton and tree edit distance, the tree."""
+"""Behavioural distance, anchors, families and the family tree."""
 from __future__ import annotations
 
-from collections import Counter
+import importlib.util
 
 import networkx as nx
+import numpy as np
 import pytest
 
-from analysis.clusters import Shape, leader_clusters, shape, skeleton, structural_distance, tree_edit_distance
-from analysis.families import UNPARSED, families_json, group_rules
+from analysis.anchors import anchors
+from analysis.behaviour import cross_distances, directions, distance_matrix
+from analysis.families import FAMILY_CUT, SUBFAMILY_CUT, families_json, group_rules
 from analysis.sources import RuleRow
-from analysis.tree import family_tree, text_tree, to_dot
+from analysis.tree import ROOT, family_tree, text_tree, tree_depth, write_dot, write_graphml
+from nos_cli.families_cmd import Config
 from nos_symbolic import NosError, parse_rule
 
 
-def rows_of(pairs: list[tuple[str, float | None]]) -> list[RuleRow]:
-    return [RuleRow(key=parse_rule(t).key, text=t, reward=r) for t, r in pairs]
+def d(a: str, b: str) -> float:
+    return float(cross_distances(directions([parse_rule(a)]), directions([parse_rule(b)]))[0, 0])
 
 
-@pytest.fixture
-def families(rule_rewards):
-    return group_rules(rows_of(rule_rewards))
+def test_distance_is_how_differently_two_rules_move_the_weights():
+    assert d("g", "3*g") == pytest.approx(0.0, abs=1e-12)  # a positive factor: the learning rate's
+    assert d("g", "-g") == pytest.approx(2.0)
+    assert d("sign(m)", "sign(m) - v") < 0.05  # a small added term
+    assert d("g", "g + 1e-4*w") < 0.05
+    assert d("adam", "drop(adam, 0.5)") < 0.1  # dropout's mean step is the rule's own
+    assert d("g", "noise") > 0.9  # unrelated
+    assert d("adam", "rmsprop") > 0.2
+    matrix = distance_matrix(directions([parse_rule(t) for t in ("g", "m", "sign(g)")]))
+    assert np.allclose(matrix, matrix.T) and np.all(np.diag(matrix) == 0)
 
 
-def test_every_rule_is_in_exactly_one_family(families, rule_rewards) -> None:
-    listed = families_json(families)
-    members = [m["rule"] for family in listed for m in family["members"]]
-    assert Counter(members) == Counter(text for text, _ in rule_rewards)
-    assert len({family["name"] for family in listed}) == len(listed)
-    for family in listed:
-        assert family["best"] == family["members"][0]["rule"]
-        rewards = [m["reward"] for m in family["members"]]
-        assert rewards == sorted(rewards, reverse=True)
-        assert {"name", "best", "members"} <= family.keys()
+def test_anchors_are_the_known_optimizers_and_differ_from_one_another():
+    names = [a.name for a in anchors()]
+    assert names[:8] == ["SGD", "Momentum", "Adam", "RMSProp", "SignSGD", "SignMomentum", "PowerSign", "AddSign"]
+    assert any(n.startswith("PowerSign-") for n in names) and any(n.startswith("AddSign-") for n in names)
+    unit = directions([a.rule for a in anchors()])
+    between = distance_matrix(unit) + np.eye(len(names))
+    assert between.min() > 1e-3
+    assert all(a.base == a.name.split("-")[0] for a in anchors())
 
 
-def test_family_of_each_rule(families, rule_rewards) -> None:
-    family = {families.members[i].row.text: name for i, name in families.family_of.items()}
-    assert family["powersign"] == "PowerSign"
-    assert family["3*e^(sign(g)*sign(m))*g"] == "PowerSign"
-    assert family["powersign-cd"] == "PowerSign-cd"
-    assert family["2^(sign(g)*sign(m)*ld)*g"] == "PowerSign-ld"
-    assert family["g*exp(sign(m)*sign(g)*rd)"] == "PowerSign-rd"
-    assert family["g + g*sign(g)*sign(m)"] == "AddSign"
-    assert family["(1 + cd*sign(m)*sign(g))*g"] == "AddSign-cd"
-    assert family["addsign-ld + 1e-4*w"] == "AddSign-ld+wd"
-    assert family["adam"] == "Adam"
-    assert family["g + 1e-3*w"] == "SGD-like+wd"
-    # sign(g) exp(m) and its scaled / reparametrised kin share one cluster, named after its best member.
-    assert family["sign(g)*exp(m)"] == family["sign(g)*exp(2*m)"] == family["2*sign(g)*exp(m)"]
-    assert family["2*sign(g)*exp(m)"] == parse_rule("2*sign(g)*exp(m)").canonical_text
-    assert families.groups[family["sign(g)*sign(m)"]].kind == "cluster"
-    assert family["sign(g)*sign(m)"] != family["sign(g)*exp(m)"]
+def rows(texts_rewards, status=None):
+    return [RuleRow(key=parse_rule(t).key, text=t, reward=r, status=(status or {}).get(t, "ok"))
+            for t, r in texts_rewards]
 
 
-def test_tree_shape(families, rule_rewards) -> None:
+def test_families_are_behavioural_and_named_by_anchors(rule_rewards):
+    families = group_rules(rows(rule_rewards))
+    placement = {m.row.text: pair for m, pair in
+                 ((m, families.placement()[m.index]) for m in families.members)}
+    sub = {text: pair[1].name for text, pair in placement.items()}
+    # Every spelling of PowerSign and its decays sits in one sub-family, named by the undecayed anchor.
+    powersigns = ["powersign", "powersign-cd", "2^(sign(g)*sign(m)*ld)*g", "g*exp(sign(m)*sign(g)*rd)",
+                  "3*e^(sign(g)*sign(m))*g"]
+    assert {sub[t] for t in powersigns} == {"PowerSign"}
+    assert sub["adam"] == "Adam" and sub["rmsprop"] == "RMSProp" and sub["sign(m)"] == "SignMomentum"
+    # sign(g) exp(m) moves the weights as sign(g) does, whatever the syntax.
+    assert sub["sign(g)*exp(m)"] == sub["2*sign(g)*exp(m)"] == "SignSGD"
+    # A family without an anchor is named by its simplest member, in DSL.
+    family_of = {text: pair[0].name for text, pair in placement.items()}
+    assert family_of["sign(g)*sign(m)"] == "sign(g)*sign(m)"
+    assert len(families.families) >= 2 and tree_depth(family_tree(families)) == 2
+    for family in families.families:
+        assert family.best.row.reward == max(m.row.reward for m in family.members)
+        assert sorted(m.index for s in family.children for m in s.members) == sorted(m.index for m in family.members)
+
+
+def test_only_trained_rules_join_and_the_rest_are_counted(rule_rewards):
+    status = {"adam": "rejected", "rmsprop": "rejected", "g": "error", "sign(m)": "diverged"}
+    families = group_rules(rows(rule_rewards, status))
+    joined = {m.row.text for m in families.members}
+    assert joined.isdisjoint({"adam", "rmsprop", "g"}) and "sign(m)" in joined  # diverged rules trained
+    assert len(joined) == len(rule_rewards) - 3
+    assert families.excluded == {"rejected": 2, "error": 1}
+    view = families_json(families)
+    assert view["excluded"] == {"error": 1, "rejected": 2}
+    assert "not in families" in text_tree(families) and "2 rejected" in text_tree(families)
+
+
+def test_json_schema_puts_every_trained_rule_in_one_family_and_sub_family(rule_rewards):
+    view = families_json(group_rules(rows(rule_rewards)))
+    assert sorted(r["key"] for r in view["rules"]) == sorted(parse_rule(t).key for t, _ in rule_rewards)
+    names = {(f["level"], f["parent"], f["name"]) for f in view["families"]}
+    assert len(names) == len(view["families"])
+    tops = {f["name"] for f in view["families"] if f["level"] == "family"}
+    for f in view["families"]:
+        assert set(f) >= {"name", "parent", "anchor", "size", "best_rule", "best_reward"}
+        assert (f["parent"] is None) == (f["level"] == "family")
+        assert f["parent"] is None or f["parent"] in tops
+    for r in view["rules"]:
+        assert set(r) >= {"rule", "key", "family", "subfamily", "reward", "canonical", "latex"}
+        assert parse_rule(r["rule"]).key == r["key"]  # the rule is DSL text that re-parses to its key
+        assert ("subfamily", r["family"], r["subfamily"]) in names
+    adam = next(r for r in view["rules"] if r["key"] == parse_rule("adam").key)
+    assert adam["rule"] == "adam" and "delta" in adam["canonical"]
+
+
+def test_edge_cases_and_bad_cuts():
+    empty = group_rules([])
+    assert empty.families == [] and families_json(empty)["rules"] == [] and "no trained rules" in text_tree(empty)
+    one = group_rules(rows([("g", 0.5)]))
+    assert [f.name for f in one.families] == ["SGD"] and one.linkage is None
+    unrewarded = group_rules([RuleRow(key=parse_rule(t).key, text=t) for t in ("sign(m)", "g", "m")])
+    assert {m.row.text for m in unrewarded.members} == {"sign(m)", "g", "m"}
+    with pytest.raises(NosError, match="cuts must satisfy"):
+        group_rules([], family_cut=0.1, subfamily_cut=0.5)
+    assert (Config.family_cut, Config.subfamily_cut) == (FAMILY_CUT, SUBFAMILY_CUT)  # the CLI's defaults
+
+
+def test_family_tree_is_a_tree_written_by_networkx(rule_rewards, tmp_path):
+    families = group_rules(rows(rule_rewards))
     graph = family_tree(families)
-    assert nx.is_forest(graph) and nx.is_directed_acyclic_graph(graph)
-    parent = {child: p for p, child in graph.edges}
-    assert parent["PowerSign-cd"] == "PowerSign"
-    assert parent["AddSign-ld+wd"] == "AddSign-ld" and parent["AddSign-ld"] == "AddSign"
-    assert parent["Adam"] == "Adam-like" and parent["SGD-like+wd"] == "SGD-like"
-    assert "PowerSign" not in parent and "AddSign" not in parent
-    depth = nx.get_node_attributes(graph, "depth")
-    assert (depth["PowerSign"], depth["PowerSign-cd"], depth["AddSign-ld+wd"]) == (0, 1, 2)
-    rules = [n for n, d in graph.nodes(data=True) if d["kind"] == "rule"]
-    assert len(rules) == len(rule_rewards)
-    for node in rules:
-        data = graph.nodes[node]
-        assert graph.out_degree(node) == 0 and graph.in_degree(node) == 1
-        assert data["depth"] == depth[parent[node]] + 1 == len(nx.ancestors(graph, node))
-        assert data["family"] == parent[node]
-    by_text = {graph.nodes[n]["label"]: n for n in rules}
-    assert parent[by_text["powersign-cd"]] == "PowerSign-cd"
-    assert parent[by_text["powersign"]] == "PowerSign"
-    # A family's reward is its best rule's, anywhere below it.
-    assert graph.nodes["PowerSign"]["reward"] == 0.772
-    assert graph.nodes["PowerSign"]["size"] == 5
-    roots = [n for n in graph if graph.in_degree(n) == 0]
-    assert roots[0] == "PowerSign"  # best family first
+    assert nx.is_tree(graph) and graph.in_degree(ROOT) == 0
+    leaves = [n for n in graph if graph.out_degree(n) == 0]
+    assert len(leaves) == len(rule_rewards) and all(graph.nodes[n]["kind"] == "rule" for n in leaves)
+    assert {graph.nodes[n]["label"] for n in leaves} >= {"adam", "powersign-cd", "sign(m)"}
+    back = nx.read_graphml(write_graphml(graph, tmp_path / "tree.graphml"))
+    assert set(back.nodes) == set(graph.nodes) and back.number_of_edges() == graph.number_of_edges()
+    dot = write_dot(graph, tmp_path / "tree.dot")
+    if importlib.util.find_spec("pydot") is None:
+        assert dot is None
+    else:
+        import pydot
 
-
-def test_text_tree_and_dot(families) -> None:
-    graph = family_tree(families)
-    text = text_tree(graph)
-    assert text.splitlines()[0].startswith("PowerSign  [named, 5 rules, best 0.7720]")
-    assert "|-- PowerSign-cd" in text and "powersign-cd  reward 0.7720" in text
-    short = text_tree(graph, max_rules=1)
-    assert "... 1 more rule" in short
-    top = text_tree(graph, max_families=2)
-    assert [line for line in top.splitlines() if not line.startswith(("|", "`", " "))] == [
-        "PowerSign  [named, 5 rules, best 0.7720]", "AddSign  [named, 4 rules, best 0.7680]",
-        f"... {len([n for n in graph if graph.in_degree(n) == 0]) - 2} more top-level families"]
-    dot = to_dot(graph)
-    assert dot.startswith("digraph families {") and dot.rstrip().endswith("}")
-    assert dot.count(" -> ") == graph.number_of_edges()
-    assert '"PowerSign" -> "PowerSign-cd";' in dot
-
-
-def test_rules_without_reward_keep_input_order() -> None:
-    families = group_rules(rows_of([("addsign", None), ("powersign", None), ("addsign-cd", None)]))
-    assert [f["name"] for f in families_json(families)] == ["AddSign", "AddSign-cd", "PowerSign"]
-    assert families_json(families)[0]["reward"] is None
-
-
-def test_unparsable_stored_text_goes_to_unparsed() -> None:
-    rows = rows_of([("g", 0.5)]) + [RuleRow(key="old", text="oldop(g)", reward=0.4)]
-    families = group_rules(rows)
-    assert families.family_of[1] == UNPARSED
-    assert families.groups[UNPARSED].kind == "unparsed"
-
-
-def test_bad_threshold_is_refused() -> None:
-    with pytest.raises(NosError, match="threshold"):
-        group_rules([], threshold=2)
-
-
-def test_skeleton_abstracts_numbers_decays_and_scale() -> None:
-    a = parse_rule("3 * sign(g) * exp(2 * m * cd)").canonical
-    b = parse_rule("sign(g) * exp(0.5 * m * ld)").canonical
-    assert skeleton(a) == skeleton(b) == "Mul(exp(Mul(C, f, m)), sign(g))"
-    assert skeleton(parse_rule("-g").canonical) == "Mul(-C, g)"  # a negative factor is kept
-
-
-def _tree(node) -> Shape:
-    labels, leftmost = [], []
-
-    def lay_out(n) -> int:
-        firsts = [lay_out(k) for k in n[1]]
-        labels.append(n[0])
-        leftmost.append(firsts[0] if firsts else len(labels) - 1)
-        return leftmost[-1]
-
-    lay_out(node)
-    return Shape("", tuple(labels), tuple(leftmost))
-
-
-def test_tree_edit_distance() -> None:
-    # The classic Zhang-Shasha example: f(d(a, c(b)), e) -> f(c(d(a, b)), e) in 2 edits.
-    a = _tree(("f", [("d", [("a", []), ("c", [("b", [])])]), ("e", [])]))
-    b = _tree(("f", [("c", [("d", [("a", []), ("b", [])])]), ("e", [])]))
-    assert tree_edit_distance(a, b) == tree_edit_distance(b, a) == 2
-    assert tree_edit_distance(a, a) == 0
-    assert tree_edit_distance(a, _tree(("x", []))) == 6
-    s, t = shape(parse_rule("sign(g)*exp(m)").canonical), shape(parse_rule("sign(g)*exp(2*m)").canonical)
-    assert structural_distance(s, t) == pytest.approx(2 / 7)
-
-
-def test_leader_clusters_are_deterministic_and_ordered() -> None:
-    texts = ["sign(g)*exp(m)", "sign(m)*sign(g)*g*m*v", "sign(g)*exp(3*m)", "sign(g)*exp(m)*2"]
-    items = [(parse_rule(t).canonical, t) for t in texts]
-    clusters = leader_clusters(items)
-    assert clusters == [["sign(g)*exp(m)", "sign(g)*exp(m)*2", "sign(g)*exp(3*m)"], ["sign(m)*sign(g)*g*m*v"]]
-    assert leader_clusters(items, threshold=0.0) == [["sign(g)*exp(m)", "sign(g)*exp(m)*2"],
-                                                     ["sign(m)*sign(g)*g*m*v"], ["sign(g)*exp(3*m)"]]
-
-
-def test_leader_clusters_match_a_brute_force_search() -> None:
-    """The bounds only prune: the result equals comparing every group with every leader."""
-    import itertools
-
-    units = ["exp({})", "log({})", "sign({})", "sqrt({})", "clip({}, 1e-3)", "{}"]
-    texts = [f"{u1.format(x)} {op} {u2.format(y)}"
-             for u1, u2, x, y, op in itertools.product(units, units, ["g", "m", "v"], ["g", "m"], ["+", "*", "/"])]
-    items = [(parse_rule(t).canonical, t) for t in texts[::7]]
-    threshold = 0.35
-    shapes = {}
-    for expr, text in items:
-        shapes.setdefault(shape(expr).text, (shape(expr), []))[1].append(text)
-    expected: list[tuple[Shape, list[str]]] = []
-    for s, group in shapes.values():
-        scored = [(structural_distance(s, leader), i) for i, (leader, _) in enumerate(expected)]
-        scored = [(d, i) for d, i in scored if d <= threshold]
-        if scored:
-            expected[min(scored)[1]][1].extend(group)
-        else:
-            expected.append((s, list(group)))
-    assert leader_clusters(items, threshold) == [group for _, group in expected]
-    assert 1 < len(expected) < len(shapes)
+        parsed = pydot.graph_from_dot_file(str(dot))[0]
+        assert len(parsed.get_edges()) == graph.number_of_edges()

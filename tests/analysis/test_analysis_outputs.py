@@ -1,19 +1,23 @@
-"""Files analysis writes: the LaTeX table, PNGs, DOT, JSON and the Markdown report."""
+"""Files analysis writes: families.tex, PNGs, GraphML, JSON, report.md and the self-contained report.html."""
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from analysis import document as doc
 from analysis.families import group_rules
-from analysis.plots import plot_best_reward, plot_family_share, plot_reward_distribution
-from analysis.report import run_families, run_report, write_report
+from analysis.plots import Curve, best_so_far, plot_best_reward
+from analysis.report import run_families, write_report
 from analysis.sources import load_rules_file, load_run
-from analysis.tables import best_rules, latex_escape, latex_table, markdown_best_rules, markdown_families
-from analysis.tree import draw_tree, family_tree
-from nos_symbolic import NosError
+from analysis.studies import StudyTable
+from analysis.tables import best_rules, latex_document, latex_escape
+from analysis.tree import draw_tree
+from nos_symbolic import NosError, parse_rule
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -24,131 +28,88 @@ def assert_png(path: Path) -> None:
     assert len(data) > 5_000, f"{path} is only {len(data)} bytes"
 
 
-def table_rows(tex: str) -> list[str]:
-    body = tex.split(r"\endfoot", 1)[1].split(r"\end{longtable}", 1)[0]
-    return [line for line in body.splitlines() if line.rstrip().endswith(r"\\")]
+FRAGMENT = StudyTable("Confirmation on mnist1d: Δ ± 95% CI", "| Rule | x |\n|---|---:|\n| `g` | 1 |\n",
+                      "\\begin{tabular}{lr}\n\\toprule\nRule & x \\\\\n\\midrule\n\\texttt{g} & 1 \\\\\n"
+                      "\\bottomrule\n\\end{tabular}\n", [])
 
 
-def test_latex_table_has_one_row_per_listed_rule(rules_file: Path) -> None:
+def test_latex_document_is_standalone_with_booktabs_math_and_study_fragments(rules_file):
     families = group_rules(load_rules_file(rules_file))
-    for per_family in (1, 2, 3):
-        rows = best_rules(families, per_family=per_family)
-        tex = latex_table(rows)
-        assert len(table_rows(tex)) == len(rows)
-    rows = best_rules(families, per_family=2)
-    assert len({r.member.index for r in rows}) == len(rows)
-    assert rows[0].family == "PowerSign-cd" and rows[0].member.row.text == "powersign-cd"
-    assert [r.family for r in rows].count("PowerSign") == 2
-    assert len(best_rules(families, per_family=1, max_families=3)) == 3
-
-
-def test_latex_document_compiles_in_principle(rules_file: Path) -> None:
-    families = group_rules(load_rules_file(rules_file))
-    tex = latex_table(best_rules(families), title="Best_rules & 100% of #1")
-    assert tex.startswith(r"\documentclass{article}")
-    for package in ("booktabs", "amsmath", "longtable"):
-        assert rf"\usepackage{{{package}}}" in tex
-    assert tex.count(r"\begin{document}") == tex.count(r"\end{document}") == 1
-    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
-    assert r"Best\_rules \& 100\% of \#1" in tex
-    row = next(line for line in table_rows(tex) if line.startswith("PowerSign-cd"))
-    assert r"\operatorname{sign}" in row and "77.20" in row and "76.20" not in row and "$10^{-3}$" not in row
-    for line in table_rows(tex):
-        assert line.count("&") == 4
-        assert line.count("$") % 2 == 0
-    # Braces balance across the document (each formula is complete).
-    assert tex.count("{") - tex.count(r"\{") == tex.count("}") - tex.count(r"\}")
-
-
-def test_latex_escape() -> None:
-    assert latex_escape(r"a_b^c & {d} ~ 50% #\x$") == (
-        r"a\_b\textasciicircum{}c \& \{d\} \textasciitilde{} 50\% \#\textbackslash{}x\$")
-
-
-def test_markdown_tables(rules_file: Path) -> None:
-    families = group_rules(load_rules_file(rules_file))
+    tex = latex_document(families, "Search report: a_run", [FRAGMENT])
+    assert tex.startswith(r"\documentclass") and tex.rstrip().endswith(r"\end{document}")
+    assert r"\usepackage{booktabs}" in tex and r"\toprule" in tex and r"\begin{tabular}{lr}" in tex
     rows = best_rules(families)
-    assert markdown_best_rules(rows).count("\n| ") == len(rows)
-    full = markdown_families(families, max_families=None)
-    assert full.count("\n| ") == len(families.groups) and "more families" not in full
-    assert markdown_families(families, max_families=3).count("\n| ") == 3
-    assert f"... and {len(families.groups) - 3} more families." in markdown_families(families, max_families=3)
+    assert len(rows) == len(families.subfamilies())
+    for row in rows:
+        assert f"${row.member.rule.latex()}$" in tex and latex_escape(row.member.dsl) in tex
+    assert r"a\_run" in tex and "DeclareUnicodeCharacter{0394}" in tex
 
 
-def test_run_store_table_shows_accuracies_and_lr(run_dir: Path) -> None:
-    families = group_rules(load_run(run_dir).rules)
-    tex = latex_table(best_rules(families))
-    row = next(line for line in table_rows(tex) if line.startswith("PowerSign-cd"))
-    assert re.search(r"& 77\.20 & 76\.20 & \$10\^\{-3\}\$ \\\\$", row)
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (bench/bench_latex.py installs it)")
+def test_latex_document_compiles_with_pdflatex(rules_file, tmp_path):
+    (tmp_path / "families.tex").write_text(latex_document(group_rules(load_rules_file(rules_file)), "t", [FRAGMENT]))
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "families.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert (tmp_path / "families.pdf").stat().st_size > 10_000
 
 
-def test_pngs_are_real_pictures(run_dir: Path, tmp_path: Path) -> None:
+def test_best_so_far_skips_untrained_samples_and_overlays_runs(run_dir, tmp_path):
     run = load_run(run_dir)
-    families = group_rules(run.rules)
-    paths = [
-        draw_tree(family_tree(families), tmp_path / "tree.png"),
-        plot_best_reward(run.samples, tmp_path / "best.png"),
-        plot_reward_distribution(run.samples, tmp_path / "dist.png"),
-        plot_family_share(run.samples, families, tmp_path / "share.png", top=3),
-    ]
-    for path in paths:
-        assert_png(path)
+    xs, ys = best_so_far(run.samples)
+    assert ys == sorted(ys) and ys[-1] == max(s.reward for s in run.samples)
+    assert xs[-1] == sum(1 for s in run.samples if not s.cache_hit and s.rule_key is not None)
+    untrained = {parse_rule("powersign-cd").key}
+    assert max(best_so_far(run.samples, untrained)[1]) < 0.772
+    path = plot_best_reward([Curve("a", run.samples), Curve("b", run.samples[:10])], tmp_path / "best.png")
+    assert_png(path)
 
 
-def test_plots_of_an_empty_run(tmp_path: Path) -> None:
-    families = group_rules([])
-    for path in (plot_best_reward([], tmp_path / "a.png"), plot_reward_distribution([], tmp_path / "b.png"),
-                 plot_family_share([], families, tmp_path / "c.png")):
-        assert path.read_bytes()[:8] == PNG_MAGIC
+def test_dendrogram_png_in_full_and_by_sub_family(rules_file, tmp_path):
+    families = group_rules(load_rules_file(rules_file))
+    assert_png(draw_tree(families, tmp_path / "full.png"))
+    assert_png(draw_tree(families, tmp_path / "truncated.png", max_leaves=5))
+    path = draw_tree(group_rules([]), tmp_path / "empty.png")
+    assert path.read_bytes()[:8] == PNG_MAGIC
 
 
-def test_run_families_from_a_rules_file(rules_file: Path, tmp_path: Path, rule_rewards) -> None:
-    out = tmp_path / "out"
-    report = run_families(None, rules_file, out)
-    assert report.tree_text.startswith("PowerSign")
-    assert set(report.paths) == {"json", "tree_text", "tree_png", "tree_dot", "latex"}
-    assert all(p.parent == out and p.is_file() for p in report.paths.values())
-    assert json.loads(report.paths["json"].read_text()) == report.families
-    assert sum(len(f["members"]) for f in report.families) == len(rule_rewards)
-    assert_png(report.paths["tree_png"])
-    assert report.paths["tree_dot"].read_text().startswith("digraph")
-
-
-def test_run_families_from_a_run_writes_nothing_without_out_dir(run_dir: Path, rule_rewards) -> None:
-    report = run_families(run_dir, None, None)
-    assert report.paths == {}
-    assert sum(len(f["members"]) for f in report.families) == len(rule_rewards)
-    assert report.graph.number_of_nodes() > len(rule_rewards)
-
-
-def test_run_families_needs_exactly_one_source(run_dir: Path, rules_file: Path) -> None:
-    with pytest.raises(NosError, match="either"):
-        run_families(run_dir, rules_file, None)
-    with pytest.raises(NosError, match="either"):
+def test_run_families_writes_every_file(rules_file, tmp_path):
+    report = run_families(None, rules_file, tmp_path / "out")
+    for kind in ("json", "tree_text", "tree_graphml", "tree_png", "latex"):
+        assert report.paths[kind].stat().st_size > 0
+    assert json.loads(report.paths["json"].read_text()) == report.json
+    assert "PowerSign" in report.tree_text
+    with pytest.raises(NosError, match="either a run directory or a rules file"):
         run_families(None, None, None)
 
 
-def test_write_report(run_dir: Path) -> None:
-    report = write_report(run_dir, None)
-    assert report == run_dir / "report" / "report.md"
-    text = report.read_text()
-    assert text.startswith("# Search report: run")
-    links = re.findall(r"\]\(([^)]+)\)", text)
-    assert {"best_reward.png", "reward_distribution.png", "family_share.png", "family_tree.png",
-            "families.tex", "families.json", "family_tree.dot"} <= set(links)
-    for link in links:
-        assert not Path(link).is_absolute()
-        assert (report.parent / link).is_file()
-    for png in report.parent.glob("*.png"):
-        assert_png(png)
-    assert "| `PowerSign-cd` |" in text and "Best rule: `powersign-cd`" in text
-    assert "cache hits:" in text
+def test_report_html_is_self_contained_and_markdown_links_its_files(run_dir, tmp_path):
+    other = run_dir.parent / "second"
+    shutil.copytree(run_dir, other)
+    md_path = write_report([run_dir, other], tmp_path / "report")
+    html = (tmp_path / "report" / "report.html").read_text()
+    md = md_path.read_text()
+    # Nothing fetched: no external URL in any src/href, every image a data URI, formulas as SVG.
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html)
+    srcs = re.findall(r'src="([^"]+)"', html)
+    assert srcs and all(s.startswith("data:image/") for s in srcs)
+    assert any(s.startswith("data:image/svg+xml;base64,") for s in srcs)
+    assert "<script" not in html
+    for name in ("best_reward.png", "family_share.png", "family_tree.png", "families.tex"):
+        assert f"]({name})" in md and (tmp_path / "report" / name).is_file()
+    # Two runs: the comparison table and the overlaid curve name both.
+    assert "Runs compared" in md and "| run | ppo |" in md and "| second | random |" in md
+    assert "`powersign-cd`" in md and "delta" not in md.split("## Family tree")[0].split("## Families")[1]
 
 
-def test_run_report_into_a_chosen_folder(run_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "elsewhere" / "rep"
-    assert run_report(run_dir, out) == out / "report.md"
-    with pytest.raises(NosError, match="is a file"):
-        run_report(run_dir, out / "report.md")
-    with pytest.raises(NosError, match="not found"):
-        run_report(tmp_path / "missing")
+def test_report_of_a_run_without_studies_has_no_study_sections(run_dir, tmp_path):
+    write_report([run_dir], tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "Confirmation" not in md and "Transfer" not in md and "Runs compared" not in md
+
+
+def test_markdown_tables_of_the_studies_become_html_tables():
+    out = doc.html("t", [doc.Section("s", [doc.Markdown(FRAGMENT.markdown + "\nnote with `g`\n")])])
+    assert '<th class="num">x</th>' in out and "<td><code>g</code></td>" in out and "<p>note with <code>g</code></p>" in out
+    assert doc.formula_svg(r"\frac{\hat{m}}{\sqrt{\hat{v}}}").startswith("data:image/svg+xml;base64,")
+    assert doc.formula_svg(r"\notacommand{") is None

@@ -60,7 +60,7 @@ def test_load_run_errors(tmp_path: Path) -> None:
     with pytest.raises(NosError, match="no run store"):
         load_run(tmp_path)
     (tmp_path / "store.sqlite").write_text("not a database")
-    with pytest.raises(NosError, match="cannot read run store"):
+    with pytest.raises(NosError, match="not a run store"):
         load_run(tmp_path)
     other = tmp_path / "other"
     other.mkdir()

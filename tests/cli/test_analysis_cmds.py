@@ -1,26 +1,43 @@
 import json
 
+from controller.store import RuleRecord, RunStore, SampleRecord
 from nos_cli import main
+from nos_symbolic import parse_rule
+from nos_symbolic.result import EvalResult
+
+
+def make_run(path, strategy, rules):
+    """A run directory written through the store's own API: each rule evaluated once, then drawn again."""
+    path.mkdir()
+    with RunStore.open(path) as store:
+        for i, (text, reward) in enumerate(rules):
+            rule = parse_rule(text)
+            record = RuleRecord(rule.key, rule.fingerprint, rule.scale_fingerprint, text, rule.canonical_text,
+                                rule.latex(), 0)
+            samples = [SampleRecord(2 * i + k, strategy, (1, 2, 3), rule.key, reward, bool(k)) for k in (0, 1)]
+            store.record_evaluation(record, EvalResult("ok", reward, lr=0.01, val_acc=reward), samples)
+    return path
 
 
 def write_rules(path):
     path.write_text("powersign\t0.91\n2^(sign(m)*sign(g))*g\t0.9\naddsign-cd\t0.92\nsign(m)\t0.85\n"
-                    "sign(g)*exp(m)\t0.2\n")
+                    "sign(g)*exp(m)\t0.2\n(m / sqrt(v)) + (1e-4*w)\t0.8\n")
     return path
 
 
-def test_families_json_puts_every_rule_in_exactly_one_family(tmp_path, capsys):
+def test_families_json_has_families_and_rules_in_dsl(tmp_path, capsys):
     rules = write_rules(tmp_path / "rules.txt")
     assert main(["families", "--rules", str(rules), "--json"]) == 0
-    families = json.loads(capsys.readouterr().out)
-    members = [m["rule"] for f in families for m in f["members"]]
-    assert sorted(members) == sorted(line.split("\t")[0] for line in rules.read_text().splitlines())
-    by_rule = {m["rule"]: f["name"] for f in families for m in f["members"]}
-    assert by_rule["powersign"] == by_rule["2^(sign(m)*sign(g))*g"] == "PowerSign"
-    assert by_rule["addsign-cd"].startswith("AddSign")
-    assert not by_rule["sign(g)*exp(m)"].startswith(("PowerSign", "AddSign"))
-    for f in families:
-        assert set(f) >= {"name", "best", "members"}
+    view = json.loads(capsys.readouterr().out)
+    assert set(view) >= {"families", "rules"}
+    texts = [line.split("\t")[0] for line in rules.read_text().splitlines()]
+    assert sorted(r["key"] for r in view["rules"]) == sorted(parse_rule(t).key for t in texts)
+    by_key = {r["key"]: r for r in view["rules"]}
+    assert by_key[parse_rule("(m / sqrt(v)) + (1e-4*w)").key]["rule"] == "adam + 1e-4*w"
+    assert by_key[parse_rule("powersign").key]["subfamily"] == by_key[parse_rule("2^(sign(m)*sign(g))*g").key]["subfamily"]
+    tops = [f for f in view["families"] if f["parent"] is None]
+    assert tops and all(set(f) >= {"name", "parent", "anchor", "size", "best_rule", "best_reward"} for f in tops)
+    assert max(f["best_reward"] for f in tops) == 0.92
 
 
 def test_families_out_writes_tree_and_table(tmp_path, capsys):
@@ -28,13 +45,29 @@ def test_families_out_writes_tree_and_table(tmp_path, capsys):
     assert main(["families", "--rules", str(rules), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "PowerSign" in out
-    for name in ("family_tree.png", "family_tree.dot", "family_tree.txt", "families.tex"):
+    for name in ("family_tree.png", "family_tree.graphml", "family_tree.txt", "families.tex", "families.json"):
         assert (tmp_path / "out" / name).stat().st_size > 0
 
 
-def test_bad_rules_file_line_is_exit_2_with_line_number(tmp_path, capsys):
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.txt"
     bad.write_text("g\nfoo(g)\n")
     assert main(["families", "--rules", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "line 2" in err
+    assert err.startswith("error: ") and "line 2" in err and err.count("\n") == 1
+    assert main(["families", str(tmp_path / "nowhere")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["families", "--rules", str(write_rules(tmp_path / "r.txt")), "--family-cut", "0.01"]) == 2
+    assert "cuts must satisfy" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+
+
+def test_report_of_two_runs_writes_markdown_and_html(tmp_path, capsys):
+    a = make_run(tmp_path / "a", "ppo", [("powersign", 0.8), ("adam", 0.7), ("g", 0.6)])
+    b = make_run(tmp_path / "b", "random", [("sign(m)", 0.75), ("rmsprop", 0.65)])
+    assert main(["report", str(a), str(b), "--out", str(tmp_path / "rep")]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(tmp_path / "rep" / "report.md"), str(tmp_path / "rep" / "report.html")]
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Runs compared" in md and "| a | ppo | 6 | 3 | 0.8000 | `powersign` |" in md
+    assert "| b | random | 4 | 2 | 0.7500 | `sign(m)` |" in md

@@ -38,3 +38,20 @@ def test_eval_bad_input_is_exit_2(capsys, args, message):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_eval_of_hostile_rules_never_raises(capsys):
+    args = ["eval", "--lrs", "0.1", "--epochs", "1", "--grid-epochs", "0.25", "--json", "--",
+            "clip(g, 1e19)", "rd(1e30)", "1e300^15", "((1e300^64)^64)^64", "(1e300^64+1)^(1/7)", "g" + "^0.5" * 30]
+    assert main(args) == 0
+    rows = {r["rule"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["clip(g, 1e19)"]["status"] == "ok"  # the same update as sgd
+    assert all(r["status"] == "rejected" for name, r in rows.items() if name != "clip(g, 1e19)")
+
+
+@pytest.mark.parametrize("rule, message", [("cd(1e300^2)", "finite number"),
+                                           ("g/(" * 150 + "g" + ")" * 150, "nested too deeply")])
+def test_eval_of_a_hostile_rule_that_cannot_parse_is_exit_2(capsys, rule, message):
+    assert main(["eval", "--", rule]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1

@@ -39,3 +39,17 @@ def test_usage_mistake_is_exit_2(capsys):
         main(["parse"])
     assert info.value.code == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+HOSTILE = ["clip(g, 1e19)", "rd(1e30)", "cd(1e300^2)", "1e300^15", "g/(" * 150 + "g" + ")" * 150,
+           "((1e300^64)^64)^64", "(1e300^64+1)^(1/7)", "g" + "^0.5" * 30, "g" + "^m" * 80]
+
+
+@pytest.mark.parametrize("rule", HOSTILE, ids=lambda r: r[:24])
+def test_hostile_rules_print_a_result_or_one_error_line(capsys, rule):
+    code = main(["parse", "--json", rule])
+    out, err = capsys.readouterr()
+    if code == 0:
+        assert json.loads(out)["key"] and not err
+    else:
+        assert code == 2 and err.startswith("error: ") and err.count("\n") == 1

@@ -57,3 +57,25 @@ def report_init(payload: dict) -> EvalResult:
 
 def fail_init(tag: str) -> None:
     raise RuntimeError(f"cannot build task {tag}")
+
+
+def fake_evaluate(payload: dict) -> EvalResult:
+    """A stand-in for nos_symbolic.evaluate.evaluate_job: a reward from the rule's text, in a few ms,
+    so search tests exercise the loop, the store and resuming rather than training."""
+    import hashlib
+
+    time.sleep(float(os.environ.get("NOS_TEST_EVAL_SECONDS", "0")))
+    digest = hashlib.sha256(payload["rule"].encode()).digest()
+    return EvalResult(status="ok", reward=int.from_bytes(digest[:2], "big") / 65536, lr=0.1, seed=0)
+
+
+def no_warm_up(config: dict) -> None:
+    """A stand-in for nos_symbolic.evaluate.warm_worker: fake_evaluate needs no data."""
+
+
+def patch_evaluation() -> None:
+    """Make searches in this process (and their worker processes) use fake_evaluate."""
+    import nos_symbolic.evaluate as evaluate
+
+    evaluate.evaluate_job = fake_evaluate
+    evaluate.warm_worker = no_warm_up

@@ -29,7 +29,7 @@ def pool():
         yield ex
 
 
-def drain(ex: Executor, n: int, limit: float = 30.0) -> dict[int, Completion]:
+def drain(ex: Executor, n: int, limit: float = 120.0) -> dict[int, Completion]:
     """Poll until `n` completions arrived; fail rather than hang if they do not."""
     out: dict[int, Completion] = {}
     end = time.monotonic() + limit
@@ -154,3 +154,42 @@ def test_failing_initializer_raises():
     with ProcessExecutor(_jobs.ok, workers=1, initializer="_jobs:fail_init", initargs=("x",)) as ex:
         with pytest.raises(ExecutorError, match="cannot build task x"):
             ex.wait_ready(timeout=30)
+
+
+ORPHAN_PARENT = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import _jobs
+from controller.executors import ProcessExecutor
+ex = ProcessExecutor(_jobs.sleep, workers=1, timeout=60)
+assert ex.wait_ready(timeout=60)
+ex.submit(0, {"seconds": 1.0})
+print("submitted", flush=True)
+time.sleep(60)
+"""
+
+
+def test_workers_of_a_killed_parent_exit_quietly():
+    import subprocess
+    import sys
+
+    here = Path(__file__).resolve().parent
+    proc = subprocess.Popen([sys.executable, "-c", ORPHAN_PARENT, str(here)], cwd=here.parents[1],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"submitted\n"
+    finally:
+        proc.kill()  # kill -9: the worker is orphaned mid-job
+        proc.wait()
+    # The worker shares the parent's stderr; it is closed once the worker has exited.
+    err = proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    assert err == b""
+
+
+def test_a_bad_timeout_or_worker_count_is_refused():
+    with pytest.raises(ValueError, match="timeout must be a finite number > 0"):
+        ProcessExecutor(_jobs.ok, workers=1, timeout=float("nan"))
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        ProcessExecutor(_jobs.ok, workers=0)

@@ -44,6 +44,17 @@ def test_sample_logprobs_equal_evaluate_logprobs():
     assert abs(entropy.mean().item() - math.log(SPACE.size())) < 0.5
 
 
+def test_hand_stepped_sampler_is_the_lstm_of_evaluate_far_from_uniform():
+    # Large weights make the hidden state matter (at init every rule is nearly equally likely), so a
+    # sampler cell that differed from nn.LSTM's would show in the log-probabilities.
+    policy = LSTMPolicy(SPACE, hidden=48, init_range=0.5, seed=7)
+    tokens, logprobs, entropy = policy.sample(128, torch.Generator().manual_seed(7))
+    assert logprobs.std() > 1.0  # far from uniform
+    new_logprobs, new_entropy = policy.evaluate(tokens)
+    torch.testing.assert_close(new_logprobs, logprobs, atol=1e-4, rtol=0)
+    torch.testing.assert_close(new_entropy, entropy, atol=1e-4, rtol=0)
+
+
 def test_evaluate_of_a_masked_token_is_minus_infinity_with_finite_gradients():
     policy = LSTMPolicy(SPACE, seed=2)
     tokens, _, _ = policy.sample(8, torch.Generator().manual_seed(2))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import controller.store as store_module
-from controller.store import RunStore, RuleRecord, SampleRecord, StoreError
+from controller.store import Progress, RunStore, RuleRecord, SampleRecord, StoreError
 from nos_symbolic.result import EvalResult
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,12 +85,45 @@ def test_samples_counts_and_cache_hits(store: RunStore):
     assert store.n_cache_hits() == 1
 
 
-def test_discard_samples_from_keeps_rules(store: RunStore):
-    store.record_evaluation(rule(1), EvalResult(status="ok", reward=0.5),
-                            [sample(i, "key1") for i in range(5)])
-    assert store.discard_samples_from(3) == 2
-    assert [r.idx for r in store.samples()] == [0, 1, 2] and store.next_sample_index() == 3
-    assert store.lookup("key1", None) is not None
+def test_a_round_is_one_transaction_of_samples_updates_and_progress(store: RunStore):
+    store.record_evaluation(rule(1), EvalResult(status="ok", reward=0.5), [])
+    assert store.progress == Progress(0, 0)
+    end = store.record_round([sample(0, "key1", 0.5), sample(1, "key1", 0.5, hit=True)],
+                             [{"pg_loss": 0.5}, {"pg_loss": 0.25}], ended_round=0)
+    assert end == 2 and store.progress == Progress(rounds=1, samples=2)
+    assert list(store.updates()) == [(0, 0, {"pg_loss": 0.5}), (0, 1, {"pg_loss": 0.25})]
+    with pytest.raises(StoreError, match="FOREIGN KEY"):  # a bad sample: nothing of the round is kept
+        store.record_round([sample(2, "key1"), sample(3, "no-such-rule")], [{"pg_loss": 9.0}], ended_round=1)
+    assert store.progress == Progress(1, 2) and store.n_samples() == 2 and len(list(store.updates())) == 2
+
+
+def test_a_replayed_round_finds_its_samples_and_adds_none(store: RunStore):
+    store.record_evaluation(rule(1), EvalResult(status="ok", reward=0.5), [])
+    round0 = [sample(i, "key1", 0.5) for i in range(3)]
+    store.record_samples(round0[:2])  # an interrupted attempt kept what had finished
+    assert store.record_round(round0, [{"x": 1.0}], ended_round=0) == 3
+    assert store.record_round(round0, [{"x": 2.0}], ended_round=0) == 3  # the same round once more
+    assert [r.idx for r in store.samples()] == [0, 1, 2]
+    assert list(store.updates()) == [(0, 0, {"x": 1.0})]  # the first write stands
+
+
+def test_a_round_that_draws_differently_goes_after_the_stored_samples(store: RunStore):
+    store.record_evaluation(rule(1), EvalResult(status="ok", reward=0.5), [])
+    store.record_samples([sample(0, "key1", 0.5), sample(1, "key1", 0.5)])
+    other = [SampleRecord(i, "random", (9, 9), "key1", 0.5, False) for i in range(2)]
+    assert store.record_round(other, ended_round=0) == 4
+    rows = list(store.samples())
+    assert [r.idx for r in rows] == [0, 1, 2, 3] and [r.tokens for r in rows] == [(1, 0, 3), (1, 1, 3), (9, 9), (9, 9)]
+    assert store.progress == Progress(1, 4)
+    with pytest.raises(ValueError, match="gap"):
+        store.record_samples([sample(7, "key1")])
+
+
+def test_sample_keys_before_an_index(store: RunStore):
+    store.record_evaluation(rule(1), EvalResult(status="ok", reward=0.5), [sample(0, "key1")])
+    store.record_evaluation(rule(2), EvalResult(status="rejected"), [sample(1, "key2")])
+    assert store.sample_keys(1) == {"key1": "ok"}
+    assert store.sample_keys(5) == {"key1": "ok", "key2": "rejected"}
 
 
 def test_budget_counts_and_top(store: RunStore):
@@ -142,7 +175,7 @@ def test_bad_inputs_are_refused(store: RunStore):
 
 def test_meta_persists(tmp_path: Path):
     with RunStore.open(tmp_path) as s:
-        assert s.schema_version == store_module.SCHEMA_VERSION == 1
+        assert s.schema_version == store_module.SCHEMA_VERSION == 2
         s.set_meta("config", {"budget": 10, "seeds": [1, 2]})
         s.set_meta("config", {"budget": 20, "seeds": [1, 2]})
     with RunStore.open(tmp_path) as s:
@@ -153,8 +186,10 @@ def test_meta_persists(tmp_path: Path):
 def test_newer_schema_is_refused(tmp_path: Path):
     with RunStore.open(tmp_path) as s:
         s._db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    with pytest.raises(StoreError, match=r"schema version 99.*up to 1"):
+    with pytest.raises(StoreError, match=r"schema version 99.*up to 2"):
         RunStore.open(tmp_path)
+    with pytest.raises(StoreError, match=r"schema version 99.*up to 2"):
+        RunStore.open_readonly(tmp_path)
 
 
 def test_older_schema_is_migrated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -166,11 +201,59 @@ def test_older_schema_is_migrated(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, add_notes])
     with RunStore.open(tmp_path) as s:
-        assert s.schema_version == 2
+        assert s.schema_version == 3
         assert s.lookup("key1", None).result.reward == 0.5
         assert s._db.execute("SELECT notes FROM rules").fetchone()[0] == ""
     with RunStore.open(tmp_path) as s:  # opening again does not migrate twice
-        assert s.schema_version == 2
+        assert s.schema_version == 3
+
+
+def _v1_store(path: Path) -> None:
+    """A store as schema version 1 wrote it: no updates table, no run id, no progress."""
+    db = sqlite3.connect(path / "store.sqlite", isolation_level=None)
+    store_module.MIGRATIONS[0](db)
+    db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    db.execute("INSERT INTO rules VALUES ('k', 'fp', NULL, 'g', 'g', 'g', 'ok', 0.5, 0.1, 0.5, 0.4, 10, 1.0, 0, "
+               "'', '[]', 't', 't')")
+    db.execute("INSERT INTO samples VALUES (0, 'ppo', '[1, 2]', 'k', 0.5, 0, 't')")
+    db.close()
+
+
+def test_a_version_1_store_is_read_as_it_is_and_upgraded_when_written(tmp_path: Path):
+    _v1_store(tmp_path)
+    before = (tmp_path / "store.sqlite").read_bytes()
+    with RunStore.open_readonly(tmp_path) as s:
+        assert s.schema_version == 1 and list(s.updates()) == [] and s.run_id is None
+        assert s.progress == Progress(0, 0) and [r.key for r in s.rules()] == ["k"]
+    assert (tmp_path / "store.sqlite").read_bytes() == before
+    with RunStore.open(tmp_path) as s:
+        assert s.schema_version == 2 and [r.idx for r in s.samples()] == [0]
+        s.record_updates([(0, 0, {"pg_loss": 1.0})])
+        assert list(s.updates()) == [(0, 0, {"pg_loss": 1.0})]
+
+
+def test_a_read_only_store_never_writes(tmp_path: Path):
+    with RunStore.open(tmp_path) as s:
+        s.record_evaluation(rule(1), EvalResult(status="ok", reward=0.5), [sample(0, "key1", 0.5)])
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with RunStore.open_readonly(tmp_path) as s:
+        assert s.readonly and s.top(1)[0].key == "key1"
+        with pytest.raises(StoreError, match="read-only"):
+            s.record_samples([sample(1, "key1")])
+        with pytest.raises(StoreError, match="read-only"):
+            s.set_meta("x", 1)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files  # not even a -wal or -shm file
+    with pytest.raises(StoreError, match="no run store"):
+        RunStore.open_readonly(tmp_path / "nowhere")
+
+
+def test_a_read_only_store_sees_a_running_writer(tmp_path: Path):
+    with RunStore.open(tmp_path) as writer:
+        writer.record_evaluation(rule(1), EvalResult(status="ok", reward=0.5), [])
+        with RunStore.open_readonly(tmp_path) as reader:
+            assert reader.n_evaluations() == 1
+            writer.record_evaluation(rule(2), EvalResult(status="ok", reward=0.6), [])
+            assert reader.n_evaluations() == 2
 
 
 def test_garbage_file_is_refused_untouched(tmp_path: Path):
@@ -183,12 +266,18 @@ def test_garbage_file_is_refused_untouched(tmp_path: Path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store.sqlite"]
 
 
-def test_foreign_sqlite_database_is_refused(tmp_path: Path):
+def test_foreign_sqlite_database_is_refused_untouched(tmp_path: Path):
     path = tmp_path / "other.db"
-    with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE t (x)")
-    with pytest.raises(StoreError, match="not a run store"):
-        RunStore.open(path)
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+    for opener in (RunStore.open, RunStore.open_readonly):
+        with pytest.raises(StoreError, match="not a run store"):
+            opener(path)
+    assert path.read_bytes() == before  # still in rollback-journal mode: nothing switched it to WAL
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
 
 
 # A writer that records evaluations as fast as it can; each transaction writes one rule row and

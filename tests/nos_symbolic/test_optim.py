@@ -1,15 +1,20 @@
-"""SymbolicOptimizer: a real torch optimizer that takes the steps of torch's SGD and Adam for the
-rules that are SGD and Adam, checkpoints bit for bit, and runs every rule in place."""
+"""SymbolicOptimizer: a real torch optimizer that takes the steps of torch's SGD, Adam and AdamW for
+the rules that are SGD and Adam, runs every rule in place, keeps its state in `optimizer.state`
+(every edit honoured), checks its hyperparameters and refuses other optimizers' state dicts.
+Checkpoints, schedulers and the other torch-style checks over many rules are in test_conformance.py."""
+import collections
 import hashlib
 import io
+import re
 
 import pytest
 import torch
 from torch import nn
 
-import nos_symbolic.optim as optim
+import nos_symbolic.optim_flat as optim_flat
 from nos_symbolic import NosError, parse_rule
 from nos_symbolic.compile import InplaceRunner
+from nos_symbolic import named as optim_named
 from nos_symbolic.optim import SymbolicOptimizer
 
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
@@ -124,7 +129,7 @@ def test_chunked_buckets_take_the_same_steps(rule, monkeypatch):
     shapes = [(5, 3), (3,), (20,), (4, 4), (2,), (3, 2)]
     runs = []
     for chunk in (1 << 20, 7):
-        monkeypatch.setattr(optim, "CHUNK", chunk)
+        monkeypatch.setattr(optim_flat, "CHUNK", chunk)
         params = [nn.Parameter(torch.randn(s, generator=torch.Generator().manual_seed(i)))
                   for i, s in enumerate(shapes)]
         params[-1] = nn.Parameter(params[-1].detach().t())  # not contiguous: never split
@@ -135,41 +140,9 @@ def test_chunked_buckets_take_the_same_steps(rule, monkeypatch):
                 p.grad = torch.randn(p.shape, generator=gen)
             opt.step()
         runs.append(params)
-    assert len(optim._layout(runs[1], 7)) > 4
+    assert len(optim_flat.layout(runs[1], 7)) > 4
     for a, b in zip(*runs):
         assert torch.equal(a.nan_to_num(), b.nan_to_num())
-
-
-@pytest.mark.parametrize("rule", ["powersign-cd", "m / sqrt(v)", "g + noise", "drop(g, 0.3)",
-                                  "y / v + 1e-3 * w", "anneal * m"])
-def test_checkpoint_continues_bit_for_bit(rule):
-    x, y = data()
-
-    def make(seed: int = 0):
-        model = mlp(seed=seed)
-        return model, SymbolicOptimizer(model.parameters(), rule, lr=1e-2, total_steps=40, seed=3)
-
-    model, opt = make()
-    for _ in range(5):
-        train_step(model, opt, x, y)
-    buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buffer)
-    for _ in range(5):
-        train_step(model, opt, x, y)
-
-    buffer.seek(0)
-    saved = torch.load(buffer)
-    fresh_model, fresh_opt = make(seed=123)
-    fresh_model.load_state_dict(saved["model"])
-    fresh_opt.load_state_dict(saved["opt"])
-    for _ in range(5):
-        train_step(fresh_model, fresh_opt, x, y)
-    for a, b in zip(model.parameters(), fresh_model.parameters()):
-        assert torch.equal(a, b)
-    for p, q in zip(model.parameters(), fresh_model.parameters()):
-        assert set(opt.state[p]) == set(fresh_opt.state[q])
-        for key in opt.state[p]:
-            assert torch.equal(opt.state[p][key], fresh_opt.state[q][key])
 
 
 def test_lr_schedulers_closures_and_groups():
@@ -261,3 +234,212 @@ def test_compiled_update_takes_the_eager_steps():
         runs.append(params)
     for a, b in zip(*runs):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+# --- optimizer.state is the state -------------------------------------------------------------
+
+def adam_pair(dtype=torch.float64, **kwargs):
+    a, b = mlp(dtype), mlp(dtype)
+    return a, torch.optim.Adam(a.parameters(), lr=1e-2, eps=1e-8, **kwargs), b, \
+        SymbolicOptimizer(b.parameters(), "m / sqrt(v)", lr=1e-2)
+
+
+@pytest.mark.parametrize("edit", ["clear", "new state", "empty dict", "replace m", "update m", "replace step",
+                                  "in-place step"])
+def test_every_edit_of_the_state_is_honoured(edit):
+    """Edited alike, torch's Adam and the Adam rule keep taking the same steps."""
+    x, y = data()
+    a, adam, b, ours = adam_pair()
+    for _ in range(3):
+        train_step(a, adam, x, y)
+        train_step(b, ours, x, y)
+    for (pa, sa), (pb, sb) in zip(((p, adam.state) for p in a.parameters()),
+                                  ((p, ours.state) for p in b.parameters())):
+        if edit in ("clear", "new state"):
+            continue
+        if edit == "empty dict":
+            sa[pa], sb[pb] = {}, {}
+        elif edit in ("replace m", "update m"):
+            sa[pa]["exp_avg"] = torch.ones_like(pa) * (1 - 0.9 ** 3)  # so that m_hat = 1
+            if edit == "replace m":
+                sb[pb]["m"] = torch.ones_like(pb)
+            else:
+                sb[pb].update(m=torch.ones_like(pb))
+        elif edit == "replace step":
+            sa[pa]["step"], sb[pb]["step"] = torch.tensor(1.0), torch.tensor(1.0)
+        else:
+            sa[pa]["step"].fill_(1.0)
+            sb[pb]["step"].fill_(1.0)
+    if edit == "clear":
+        adam.state.clear()
+        ours.state.clear()
+    if edit == "new state":
+        adam.state, ours.state = collections.defaultdict(dict), collections.defaultdict(dict)
+    if edit in ("replace step", "in-place step"):  # averages now read as corrected at t = 1
+        for pa, pb in zip(a.parameters(), b.parameters()):
+            adam.state[pa]["exp_avg"] = ours.state[pb]["m"] * (1 - 0.9)
+            adam.state[pa]["exp_avg_sq"] = ours.state[pb]["v"] * (1 - 0.999)
+    for _ in range(3):
+        train_step(a, adam, x, y)
+        train_step(b, ours, x, y)
+        assert_same_params(a, b, 1e-10)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert int(ours.state[pb]["step"]) == int(adam.state[pa]["step"])
+    buffer = io.BytesIO()
+    torch.save(ours.state_dict(), buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer)
+    assert len(saved["state"]) == len(list(b.parameters()))
+    for index, pb in enumerate(b.parameters()):
+        assert torch.equal(saved["state"][index]["m"], ours.state[pb]["m"])
+
+
+# --- parameter groups and hyperparameters -----------------------------------------------------
+
+@pytest.mark.parametrize("bad", [{"lr": -1.0}, {"betas": (0.9, 2.0, 0.9)}, {"weight_decay": -0.1},
+                                 {"maximize": "yes"}, {"total_steps": 0}, {"rule": "g"},
+                                 {"lr": torch.tensor([0.1, 0.2])}])
+def test_a_refused_param_group_changes_nothing(bad):
+    w1, w2 = nn.Parameter(torch.ones(3)), nn.Parameter(torch.ones(2))
+    opt = SymbolicOptimizer([w1], "powersign", lr=0.1)
+    with pytest.raises(NosError):
+        opt.add_param_group({"params": [w2], **bad})
+    assert len(opt.param_groups) == 1 and opt.param_groups[0]["params"] == [w1]
+    w1.grad, w2.grad = torch.ones(3), torch.ones(2)
+    opt.step()
+    assert torch.equal(w2.detach(), torch.ones(2)) and w2 not in opt.state
+
+
+def test_zero_size_parameters():
+    empty, full = nn.Parameter(torch.zeros(0, 3)), nn.Parameter(torch.ones(2))
+    opt = SymbolicOptimizer([{"params": [empty]}, {"params": [full, nn.Parameter(torch.zeros(0))]}],
+                            "m / sqrt(v) + noise", lr=0.1)
+    for p in opt.param_groups[0]["params"] + opt.param_groups[1]["params"]:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    opt.step()
+    assert opt.state[empty]["m"].shape == (0, 3) and int(opt.state[empty]["step"]) == 2
+    assert torch.all(full < 1)
+
+
+def test_non_contiguous_gradients_of_any_size():
+    n = 1100  # n * n > 2^20 elements: the parameter is split into chunks
+    runs = []
+    for transposed in (False, True):
+        w = nn.Parameter(torch.zeros(n, n))
+        opt = SymbolicOptimizer([w, nn.Parameter(torch.zeros(3, 2))], "m / sqrt(v) + 1e-3 * w", lr=0.1)
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(2):
+            g = torch.randn(n, n, generator=gen)
+            w.grad = g.t().contiguous().t() if transposed else g.clone()
+            opt.param_groups[0]["params"][1].grad = torch.randn(2, 3, generator=gen).t()
+            assert w.grad.is_contiguous() != transposed
+            opt.step()
+        runs.append(w.detach().clone())
+    assert torch.equal(*runs)
+
+
+def test_tensor_lr():
+    w = nn.Parameter(torch.zeros(3))
+    opt = SymbolicOptimizer([w], "g", lr=torch.tensor(0.5))
+    w.grad = torch.ones(3)
+    opt.step()
+    torch.testing.assert_close(w.detach(), torch.full((3,), -0.5))
+    opt.param_groups[0]["lr"] = torch.tensor([0.1, 0.2])
+    with pytest.raises(NosError, match="Tensor lr must be 1-element"):
+        opt.step()
+    with pytest.raises(NosError, match="Tensor lr must be 1-element"):
+        SymbolicOptimizer([nn.Parameter(torch.zeros(3))], "g", lr=torch.tensor([0.1, 0.2]))
+
+
+@pytest.mark.parametrize("scheduler", ["OneCycleLR", "CyclicLR"])
+def test_momentum_cycling_schedulers_keep_the_adam_rule_adam(scheduler):
+    x, y = data()
+    a, adam, b, ours = adam_pair()
+
+    def make(opt):
+        if scheduler == "OneCycleLR":
+            return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=60)
+        return torch.optim.lr_scheduler.CyclicLR(opt, base_lr=1e-3, max_lr=0.05, step_size_up=7)
+
+    sched_a, sched_b = make(adam), make(ours)
+    betas = set()
+    for _ in range(60):
+        train_step(a, adam, x, y)
+        train_step(b, ours, x, y)
+        sched_a.step()
+        sched_b.step()
+        betas.add(ours.param_groups[0]["betas"][0])
+        assert_same_params(a, b, 1e-10)
+    assert len(betas) > 10  # beta1 did cycle
+
+
+def test_weight_decay_is_adamw_and_maximize_is_adams():
+    x, y = data()
+    for torch_opt, kwargs in [(torch.optim.AdamW, {"weight_decay": 0.1}), (torch.optim.Adam, {"maximize": True})]:
+        a, b = mlp(), mlp()
+        theirs = torch_opt(a.parameters(), lr=1e-2, eps=1e-8, **kwargs)
+        ours = SymbolicOptimizer(b.parameters(), "m / sqrt(v)", lr=1e-2, **kwargs)
+        for _ in range(30):
+            train_step(a, theirs, x, y)
+            train_step(b, ours, x, y)
+            assert_same_params(a, b, 1e-10)
+
+
+def test_weight_decay_per_group():
+    w1, w2 = nn.Parameter(torch.ones(2)), nn.Parameter(torch.ones(2))
+    opt = SymbolicOptimizer([{"params": [w1], "weight_decay": 0.5}, {"params": [w2]}], "g", lr=0.1)
+    w1.grad, w2.grad = torch.zeros(2), torch.zeros(2)
+    opt.step()
+    torch.testing.assert_close(w1.detach(), torch.full((2,), 1 - 0.1 * 0.5))
+    assert torch.equal(w2.detach(), torch.ones(2))
+
+
+# --- state dicts of other optimizers -------------------------------------------------------
+
+def stepped(opt_factory, model=None):
+    model = model or mlp()
+    opt = opt_factory(model.parameters())
+    x, y = data()
+    train_step(model, opt, x, y)
+    return opt
+
+
+@pytest.mark.parametrize("other, named", [
+    (lambda ps: SymbolicOptimizer(ps, "powersign"), "'powersign'"),
+    (lambda ps: optim_named.AddSign(ps), "'(1 + 1 * sign(g) * sign(m)) * g'"),
+    (lambda ps: torch.optim.Adam(ps), "Adam"),
+    (lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9), "SGD"),
+])
+def test_another_rules_or_optimizers_state_is_refused(other, named):
+    theirs = stepped(other).state_dict()
+    ours = stepped(lambda ps: SymbolicOptimizer(ps, "m / sqrt(v)"))
+    before = {k: v.clone() for k, v in ours.state_dict()["state"][0].items()}
+    with pytest.raises(NosError, match=re.escape(named)) as err:
+        ours.load_state_dict(theirs)
+    assert "'m / sqrt(v)'" in str(err.value)
+    assert all(torch.equal(before[k], v) for k, v in ours.state_dict()["state"][0].items())
+
+
+def test_the_rule_and_total_steps_are_saved_and_a_respelling_loads():
+    opt = stepped(lambda ps: SymbolicOptimizer(ps, "powersign-cd", total_steps=50, seed=7))
+    group = opt.state_dict()["param_groups"][0]
+    assert (group["rule"], group["total_steps"], group["seed"]) == ("powersign-cd", 50, 7)
+    same = stepped(lambda ps: SymbolicOptimizer(ps, "exp(cd * sign(g) * sign(m)) * g", total_steps=9))
+    same.load_state_dict(opt.state_dict())
+    assert same.param_groups[0]["total_steps"] == 50
+
+
+def test_adams_averages_load_explicitly():
+    x, y = data()
+    a, adam, b, ours = adam_pair()
+    for _ in range(5):
+        train_step(a, adam, x, y)
+    b.load_state_dict(a.state_dict())
+    ours.load_adam_state_dict(adam.state_dict())
+    for _ in range(5):
+        train_step(a, adam, x, y)
+        train_step(b, ours, x, y)
+        assert_same_params(a, b, 1e-10)
+    with pytest.raises(NosError, match="y"):
+        stepped(lambda ps: SymbolicOptimizer(ps, "y * g")).load_adam_state_dict(adam.state_dict())

@@ -1,5 +1,6 @@
 """On a GPU, SymbolicOptimizer takes torch Adam's steps for `m / sqrt(v)` and the formula's steps for
-PowerSign (skipped without CUDA)."""
+PowerSign, its decay taken at TF's 0-based global step (skipped without CUDA; test_conformance.py runs
+the torch-style checks on cuda too)."""
 import io
 import math
 
@@ -51,7 +52,7 @@ def test_powersign_on_cuda_matches_the_formula(decay):
     m = [torch.zeros_like(p) for p in init]
     opt = PowerSign(ours, lr=0.05, sign_decay=decay, total_steps=T)
     for t in range(1, T + 3):
-        f = 1.0 if decay is None else 0.5 * (1 + math.cos(math.pi * min(t, T) / T))
+        f = 1.0 if decay is None else 0.5 * (1 + math.cos(math.pi * min(t - 1, T) / T))  # at global step t - 1
         for p, q, mi in zip(ours, ref, m):
             g = torch.randn(p.shape, device="cuda", dtype=torch.float64, generator=gen)
             p.grad = g

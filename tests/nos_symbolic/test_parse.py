@@ -70,7 +70,8 @@ def test_syntax_errors_name_the_problem_and_column(text, message, column):
         ("clip(g, -1e-3)", "c > 0"),
         ("drop(g, 1)", "0 <= p < 1"),
         ("drop(g, 1.5)", "0 <= p < 1"),
-        ("clip(g, m)", "must be a number"),
+        ("clip(g, m)", "must be a finite number"),
+        ("cd(1e300^2)", "cd: n must be a finite number, got oo at column 1"),
         ("g(1)", "is an operand"),
         ("exp", "is a function"),
         ("powersign(g)", "named rule"),
@@ -81,7 +82,7 @@ def test_syntax_errors_name_the_problem_and_column(text, message, column):
         ("g + \u00e9", "non-ASCII"),
         ("g" + " + g" * 30000, "too long"),
         ("(" * 300 + "g" + ")" * 300, "nested too deeply"),
-        ("-" * 400 + "g", "nested too deeply"),
+        ("g" + "^m" * (MAX_DEPTH + 1), "rule nested too deeply"),
     ],
 )
 def test_bad_input_gets_a_clear_message(text, message):
@@ -89,6 +90,12 @@ def test_bad_input_gets_a_clear_message(text, message):
         parse_rule(text)
     assert message in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+def test_long_runs_of_signs_and_operators_are_not_nesting():
+    assert parse_rule("-" * 400 + "g").canonical == g
+    assert parse_rule(" + ".join(["g"] * 1000)).canonical == 1000 * g
+    assert parse_rule("*".join(["g"] * 1000)).canonical == g**1000
 
 
 def test_ten_thousand_nested_parentheses_are_refused_fast():

@@ -159,3 +159,50 @@ def test_evaluate_factory_all_diverged(task):
     result = evaluate_factory(task, rec, lrs=(1e6, 1e7), grid_epochs=0.5, seed=0)
     assert result.status == "diverged" and result.reward == 0.0 and result.lr is None
     assert rec.calls == 2 and "every lr" in result.reason
+
+
+def test_curve_records_every_epoch_and_changes_nothing_else(task):
+    plain = train_run(task, BASELINES["adam"], lr=1e-2, seed=3, test=True)
+    traced = train_run(task, BASELINES["adam"], lr=1e-2, seed=3, test=True, curve=True)
+    spe = task.steps_per_epoch
+    assert [step for step, _ in traced.val_curve] == [spe, 2 * spe, 3 * spe]
+    assert traced.val_curve[-1][1] == traced.val_acc == plain.val_acc
+    assert traced.loss_curve == plain.loss_curve and traced.test_acc == plain.test_acc
+    assert plain.val_curve == ()
+    assert 0 < traced.val_loss < math.log(10) and 0 < traced.test_loss < math.log(10)
+
+
+def test_evaluate_factory_passes_the_curve_and_losses_on(task):
+    result = evaluate_factory(task, BASELINES["adam"], lrs=(1e-2,), epochs=2, seed=0, curve=True)
+    assert [step for step, _ in result.val_curve] == [task.steps_per_epoch, 2 * task.steps_per_epoch]
+    assert result.val_loss is not None and result.test_loss is not None
+    assert EvalResult.from_dict(result.to_dict()) == result
+    old = {k: v for k, v in result.to_dict().items() if k not in ("val_curve", "val_loss", "test_loss")}
+    assert EvalResult.from_dict(old).val_curve == ()  # a result stored before the curve existed
+
+
+class _SequenceTagger(torch.nn.Module):
+    """(B, T) ids -> (B, T, C) logits: a per-position classifier, the shape of a language model."""
+
+    def __init__(self, vocab: int = 5) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab, vocab)
+
+    def forward(self, ids):
+        return self.embed(ids)
+
+
+def test_sequence_outputs_are_scored_per_position():
+    from nos_symbolic.tasks import Task
+    from nos_symbolic.tasks.data import Split
+
+    ids = torch.randint(0, 5, (64, 8), generator=torch.Generator().manual_seed(0))
+    split = Split(ids, (ids + 1) % 5)  # each position's label is a function of its own id
+
+    def make(seed):
+        torch.manual_seed(seed)
+        return _SequenceTagger()
+
+    task = Task("tagger", split, split, split, make, num_classes=5, batch_size=16, epochs=5)
+    out = train_run(task, BASELINES["adam"], lr=0.1, seed=0, test=True)
+    assert out.status == "ok" and out.test_acc == 1.0 and out.test_loss < 0.5
