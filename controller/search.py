@@ -549,10 +549,15 @@ class Search:
             on_progress(self.progress)
 
     def _resolve(self, text: str) -> tuple[Any, StoredRule | None]:
-        from nos_symbolic.rule import parse_rule
+        """The rule `text` spells and its stored result: by key, or by fingerprint when the stored rule
+        is confirmed to behave the same within float tolerance (the fingerprint is a candidate key)."""
+        from nos_symbolic.rule import parse_rule, same_behaviour
 
         rule = parse_rule(text)
-        return rule, self.store.lookup(rule.key, rule.fingerprint)
+        stored = self.store.lookup(rule.key, rule.fingerprint)
+        if stored is not None and stored.key != rule.key and not same_behaviour(rule, parse_rule(stored.text)):
+            stored = None
+        return rule, stored
 
     def _screen(self, rule):
         from nos_symbolic.prescreen import prescreen
