@@ -215,12 +215,13 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def simulate_hurdle(s: Stream, quantile: float, total_steps: int, min_count: int = 10) -> Stream:
+def simulate_hurdle(s: Stream, quantile: float, total_steps: int, seeds: int = 1, min_count: int = 10) -> Stream:
     """The stream as it would have run with a hurdle at `quantile`, from its hurdle-free results.
 
     Exact for rewards and steps: a hurdled final run is the prefix of the free one, and the free
     runs record their accuracy at the hurdle as the hurdled ones do, so the thresholds are the
-    same. CPU and wall seconds are scaled by the steps kept (an estimate)."""
+    same. A hurdled rule also skips the final runs of its other seeds (seeds > 1, total_steps
+    each). CPU and wall seconds are scaled by the steps kept (an estimate)."""
     from nos_symbolic.tasks.protocol import hurdle_threshold
 
     out = Stream(s.name, s.knobs, {"hurdle_quantile": quantile, "window": s.window, **s.task_options},
@@ -233,7 +234,7 @@ def simulate_hurdle(s: Stream, quantile: float, total_steps: int, min_count: int
         value = s.results[i]
         at = dict(map(tuple, value["result"].get("val_curve") or []))
         if threshold is not None and s.hurdle_step in at and at[s.hurdle_step] < threshold:
-            steps = value["result"]["steps"] - (total_steps - s.hurdle_step)
+            steps = value["result"]["steps"] - (total_steps - s.hurdle_step) - (seeds - 1) * total_steps
             scale = steps / value["result"]["steps"]
             value = {"result": {**value["result"], "status": "hurdled", "reward": at[s.hurdle_step],
                                 "steps": steps},
@@ -344,11 +345,14 @@ def main() -> None:
     print(f"done in {time.time() - start:.0f} s")
     report(rules, full, new)
     if name == "halving" and "hurdle_quantile" not in other:
-        total = get_task("mnist1d", **task_options).epochs * spe
+        halving_knobs = Halving(**knobs)
+        epochs = halving_knobs.final_epochs or get_task("mnist1d", **task_options).epochs
+        total = max(1, round(epochs * spe))
         for q in args.simulate_hurdles:
             print(f"-- the same with a hurdle at quantile {q} after epoch {hurdle_step // spe} "
                   f"(derived from the hurdle-free runs; seconds scaled by the steps kept):")
-            report(rules, full, {seed: simulate_hurdle(st, q, total) for seed, st in new.items()})
+            report(rules, full, {seed: simulate_hurdle(st, q, total, halving_knobs.seeds)
+                                 for seed, st in new.items()})
 
 
 if __name__ == "__main__":

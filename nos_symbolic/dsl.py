@@ -86,9 +86,10 @@ def _abs_wrapped() -> frozenset[type]:
                      and not p.params and p.node is not sympy.Abs and p.build(_X) == p.node(sympy.Abs(_X)))
 
 
-# SymPy's non-finite numbers as the DSL text that makes them: 0^-1 is SymPy's zoo, and a power beyond
-# float range is oo (see the registry's pow).
-NON_FINITE: dict[sympy.Expr, str] = {sympy.zoo: "0^-1", sympy.oo: "2^10000"}
+# SymPy's non-finite numbers as the DSL text that makes them: 0^-1 is folded to float64's inf, as
+# torch computes it, and so is a power beyond float range (see the registry's pow); zoo is how older
+# versions stored 0^-1.
+NON_FINITE: dict[sympy.Expr, str] = {sympy.zoo: "0^-1", sympy.oo: "0^-1"}
 PRODUCT_OPERANDS = _product_operands()
 CONSTANT_OPERANDS = _constant_operands()
 ABS_WRAPPED = _abs_wrapped()

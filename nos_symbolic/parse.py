@@ -17,11 +17,26 @@ exhausting Python's recursion:
     roots of its derivative: log((v+1)^200 - 2) takes 17 s, (v+1)*(v+2)*...*(v+16) - 2 over a second,
     and a degree-8 one with 1e300-sized coefficients a quarter of a second. Such a polynomial of degree
     above MAX_DEGREE, or of degree 2 or more with a number beyond MAX_COEFFICIENT_BITS, is refused (a
-    RuleError); the paper's space, three groups squaring at most once each, reaches degree 8 with
-    small coefficients.
+    RuleError), and so is one with a float coefficient (SymPy's polynomials over floats are slow to
+    set up); the paper's space, three groups squaring at most once each, reaches degree 8 with
+    small exact coefficients. Rational functions count the degree of their numerator over a common
+    denominator, 1/(v + 1/(v + 1/(...))) included. A constant with delta that holds a float is
+    folded to its value at once, for the same reason, and so is a constant SymPy cannot prove real
+    ((-5)^(1/3) is 1/(3 + delta) away from an integer power): SymPy would carry it as a complex
+    number and expand powers of it into real and imaginary parts, where torch computes NaN.
+  - SymPy may expand a power of a sum, (a + b + ...)^n, into its multinomial terms (to split real and
+    imaginary parts, say): a polynomial with a sum inside of degree above MAX_DENSE_DEGREE is refused,
+    and so is any sum raised to an integer power above it ((g^(1/3) + 1)^1e300).
+  - A tower of constants to symbolic powers, 0.5^(0.5^(...^g3)), costs SymPy seconds from about 16
+    levels: more than MAX_TOWER levels are refused.
   - The rest of SymPy's work grows with the size of the expression, a millisecond or two a node: a
     rule whose SymPy tree exceeds MAX_NODES nodes is refused (a 4,096-character sum of 400 logs
     would take seconds). Runs of + and * are counted as they grow, so refusing is cheap.
+  - SymPy's automatic simplification has more slow paths than the limits above name (towers of
+    powers mixing huge constants and operands, say). As a last bound the builder stops, with a
+    RuleError, once it has spent MAX_BUILD_SECONDS of CPU time: a hundred times what a rule of the
+    paper's space needs, so only such monsters can meet it, but whether one just at the bound is
+    refused depends on the machine.
   - The SymPy expression may nest at most MAX_DEPTH levels: every later stage (canonical form,
     printing, LaTeX, the compiler, SymPy's own assumptions) recurses over it, using a few Python frames
     a level, and this depth keeps all of them well inside Python's default limit of 1000.
@@ -30,6 +45,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -49,6 +65,9 @@ MAX_LITERAL = 1e300  # literals beyond float range are refused rather than turne
 MAX_CONSTANT_NODES = 16  # a constant subexpression larger than this is evaluated to a float
 MAX_DEGREE = 8  # of a polynomial in one signed operand (v, ld) alone; see the module docstring
 MAX_COEFFICIENT_BITS = 64  # of the numbers in such a polynomial of degree 2 or more
+MAX_TOWER = 8  # nesting of c^(d^(...)) over operands; 0.5^(0.5^(...(g3))) 16 deep takes seconds
+MAX_DENSE_DEGREE = 16  # of a power or product of sums, (g3 + m)^4 in the paper's space is 12
+MAX_BUILD_SECONDS = 0.5  # CPU time; a rule of the paper's space takes a few milliseconds
 MAX_NODES = 160  # tree size of the SymPy expression; the paper's 3-group rules stay below 60
 
 # Known bad inputs -> what to tell the user (lark's match_examples picks the closest parser state).
@@ -121,7 +140,12 @@ class _Facts:
     size: int
     depth: int
     symbols: frozenset
-    degree: int | None
+    degree: int | None  # of the numerator once put over a common denominator, for a rational function
+    dense: bool  # a polynomial with a sum of symbols inside a power or product: SymPy may expand it
+    inexact: bool  # holds a Float
+    fraction: bool  # holds a negative power of a symbolic base
+    sum_power: int  # the largest integer power a sum with symbols inside is raised to (1: the sum itself)
+    tower: int  # nesting of constants to symbolic powers, c^(d^(... g))
 
 
 _VARYING = (F.Drop, F.CosineDecay, F.RestartDecay)  # nodes whose value is not fixed
@@ -155,7 +179,7 @@ class _FactBook:
         size = 1 + sum(k.size for k in kids)
         depth = 1 + max((k.depth for k in kids), default=0)
         if node.is_Symbol:
-            return _Facts(bits, node is F.delta, size, depth, frozenset([node]), 1)
+            return _Facts(bits, node is F.delta, size, depth, frozenset([node]), 1, False, False, False, 0, 0)
         constant = not isinstance(node, _VARYING) and all(k.constant for k in kids)
         symbols = frozenset().union(*(k.symbols for k in kids))
         degrees = [k.degree for k in kids]
@@ -163,15 +187,30 @@ class _FactBook:
             degree = 0
         elif None in degrees:
             degree = None
-        elif isinstance(node, sympy.Add):
-            degree = max(degrees)
+        elif isinstance(node, sympy.Add):  # over a common denominator the degrees of fractions add up
+            degree = sum(degrees) if any(k.fraction for k in kids) else max(degrees)
         elif isinstance(node, sympy.Mul):
             degree = sum(degrees)
         elif isinstance(node, sympy.Pow) and node.exp.is_Integer:  # a negative power is a denominator's
             degree = degrees[0] * abs(int(node.exp))
         else:
             degree = None
-        return _Facts(bits, constant, size, depth, symbols, degree)
+        dense = degree is not None and bool(symbols) and (
+            isinstance(node, sympy.Add) or any(k.dense for k in kids))
+        inexact = node.is_Float or any(k.inexact for k in kids)
+        fraction = any(k.fraction for k in kids) or (
+            isinstance(node, sympy.Pow) and bool(kids[0].symbols) and node.exp.is_negative is True)
+        sum_power = max((k.sum_power for k in kids), default=0)
+        if isinstance(node, sympy.Add) and symbols:
+            sum_power = max(sum_power, 1)
+        elif isinstance(node, sympy.Pow) and node.exp.is_Integer:
+            sum_power = kids[0].sum_power * abs(int(node.exp))
+        elif not isinstance(node, (sympy.Mul, sympy.Pow)):
+            sum_power = 0  # a function's argument is never raised to a power by SymPy
+        tower = max((k.tower for k in kids), default=0)
+        if isinstance(node, sympy.Pow) and kids[1].symbols and not kids[0].symbols:
+            tower += 1
+        return _Facts(bits, constant, size, depth, symbols, degree, dense, inexact, fraction, sum_power, tower)
 
     def big_numbers(self, expr: sympy.Basic) -> set[sympy.Expr]:
         """The numbers in expr beyond MAX_EXACT_BITS (subtrees without one are not entered)."""
@@ -218,6 +257,7 @@ class _Builder:
     def __init__(self) -> None:
         self._draws = itertools.count()
         self._facts = _FactBook()
+        self._deadline = time.process_time() + MAX_BUILD_SECONDS
 
     def build(self, tree: Tree) -> sympy.Expr:
         values: list = []
@@ -297,7 +337,19 @@ class _Builder:
         return self._checked(REGISTRY["div"].build(self._expr(x), self._expr(y)))
 
     def pow(self, x, _op: Token, y) -> sympy.Expr:
-        return self._checked(REGISTRY["pow"].build(self._expr(x), self._expr(y)))
+        base, exponent = self._expr(x), self._expr(y)
+        facts = self._facts(base)
+        if exponent.is_Integer:  # refused before SymPy expands (g + m + ...)^n
+            if facts.dense:
+                self._check_dense_degree(facts.degree * abs(int(exponent)))
+            self._check_dense_degree(facts.sum_power * abs(int(exponent)))
+        return self._checked(REGISTRY["pow"].build(base, exponent))
+
+    @staticmethod
+    def _check_dense_degree(degree: int) -> None:
+        if degree > MAX_DENSE_DEGREE:
+            raise RuleError(f"rule too complex: a power of a sum of degree {degree} (the limit is "
+                            f"{MAX_DENSE_DEGREE})")
 
     def neg(self, x) -> sympy.Expr:
         return self._checked(REGISTRY["neg"].build(self._expr(x)))
@@ -329,21 +381,32 @@ class _Builder:
             expr = expr.xreplace({n: F.as_float_number(n) for n in self._facts.big_numbers(expr)})
             facts = self._facts(expr)
         steep = facts.degree is not None and facts.degree > MAX_DEGREE
-        if facts.constant and (facts.size > MAX_CONSTANT_NODES or steep) and not expr.is_Number:
+        if facts.constant and not expr.is_Number and (facts.size > MAX_CONSTANT_NODES or steep or facts.inexact
+                                                      or expr.is_extended_real is not True):
             value = compile_expr(expr)(_ConstantEnv())
             expr = F.float_number(float(value[0]))
             facts = self._facts(expr)
         elif len(facts.symbols) == 1 and facts.degree is not None and facts.degree > 1:
             (symbol,) = facts.symbols
-            if (symbol.is_nonnegative or symbol.is_nonpositive) and (steep or facts.bits > MAX_COEFFICIENT_BITS):
-                raise RuleError(f"rule too complex: a polynomial in {symbol} alone of degree {facts.degree} "
-                                f"or with a number of {facts.bits} bits (the limits are {MAX_DEGREE} and "
-                                f"{MAX_COEFFICIENT_BITS})")
+            if (symbol.is_nonnegative or symbol.is_nonpositive) and (
+                    steep or facts.bits > MAX_COEFFICIENT_BITS or facts.inexact):
+                raise RuleError(f"rule too complex: a polynomial in {symbol} alone of degree {facts.degree}, "
+                                f"or with a float or a number of more than {MAX_COEFFICIENT_BITS} bits "
+                                f"(the degree limit is {MAX_DEGREE})")
+        if facts.dense:
+            self._check_dense_degree(facts.degree)
+        self._check_dense_degree(facts.sum_power)
+        if facts.tower > MAX_TOWER:
+            raise RuleError(f"rule too complex: constants to symbolic powers nested {facts.tower} deep "
+                            f"(the limit is {MAX_TOWER})")
         if facts.size > MAX_NODES:
             raise RuleError(f"rule too large: more than {MAX_NODES} operations and operands after "
                             f"simplification; simplify it")
         if facts.depth > MAX_DEPTH:
             raise RuleError(f"rule nested too deeply (more than {MAX_DEPTH} levels)")
+        if time.process_time() > self._deadline:
+            raise RuleError(f"rule too complex: SymPy needs more than {MAX_BUILD_SECONDS} s of CPU time to "
+                            f"simplify it; simplify it by hand")
         return expr
 
     def _apply(self, entry: Primitive, args: list[sympy.Expr], tok: Token) -> sympy.Expr:

@@ -101,8 +101,30 @@ def probe_outputs(program: Program, env: ProbeEnv | None = None) -> np.ndarray:
 
 
 def fingerprint_form(expr: sympy.Expr) -> sympy.Expr:
-    """expr with the protected division's delta set to FINGERPRINT_DELTA (expr itself without one)."""
-    return expr.xreplace({F.delta: sympy.Float(FINGERPRINT_DELTA)}) if expr.has(F.delta) else expr
+    """expr with the protected division's delta set to FINGERPRINT_DELTA (expr itself without one).
+
+    Rebuilt unevaluated, bottom-up without recursion: the same tree with another constant compiles
+    to the same instructions, and SymPy does not simplify the whole rule a second time. (Not under
+    `sympy.evaluate(False)`, which clears SymPy's cache on entry and exit.)"""
+    if not expr.has(F.delta):
+        return expr
+    small = sympy.Float(FINGERPRINT_DELTA)
+    built: dict[sympy.Basic, sympy.Basic] = {F.delta: small}
+    stack = [expr]
+    while stack:
+        node = stack[-1]
+        if node in built:
+            stack.pop()
+            continue
+        pending = [a for a in node.args if a not in built]
+        if pending:
+            stack.extend(pending)
+            continue
+        stack.pop()
+        args = [built[a] for a in node.args]
+        same = all(a is b for a, b in zip(args, node.args))
+        built[node] = node if same else node.func(*args, evaluate=False)
+    return built[expr]
 
 
 def _finite_peak(x: np.ndarray) -> float:

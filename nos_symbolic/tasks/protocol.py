@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -55,16 +55,36 @@ class Halving:
                    and doubles their length, so with 6 lrs and 1 round: 6 runs to s, 3 on to 2s.
     refine:        half-decade neighbours of the winner (lr / sqrt(10), lr * sqrt(10)) are run to
                    the winner's length and the best of the three goes on.
+    refine_outside: whether refine may leave the grid (lr * sqrt(10) above its largest lr, say);
+                   False keeps a neighbour only inside [min(lrs), max(lrs)].
     hurdle_epoch:  the final run's epoch after which the hurdle is taken (its accuracy there is
                    always recorded in val_curve, for later thresholds).
+    final_epochs:  length of the final run (None: the evaluation's epochs, task.epochs by default).
+    seeds:         final runs at the chosen lr, from seeds seed, seed + SEED_STRIDE, ...; the
+                   reward is their mean (only the first one is screened, continued and hurdled).
+    tail:          the final run's validation accuracy is the mean of `tail` measurements spread
+                   evenly over its last epoch, ending at its last step (1: the last step only).
     """
 
     screen_epochs: float = 0.25
     halvings: int = 1
     refine: bool = True
+    refine_outside: bool = True
     hurdle_epoch: int = 1
+    final_epochs: float | None = None
+    seeds: int = 1
+    tail: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ValueError(f"seeds must be an integer >= 1, got {self.seeds!r}")
+        if isinstance(self.tail, bool) or not isinstance(self.tail, int) or self.tail < 1:
+            raise ValueError(f"tail must be an integer >= 1, got {self.tail!r}")
+        if self.final_epochs is not None and not self.final_epochs > 0:
+            raise ValueError(f"final_epochs must be positive, got {self.final_epochs!r}")
 
 
+SEED_STRIDE = 1000  # the final runs of protocol seed s use s, s + 1000, ...: seeds 0 and 1 share none
 DEFAULT_HALVING = Halving()
 
 
@@ -126,6 +146,8 @@ def halving(
         raise ValueError("lrs must name at least one learning rate")
     start = time.perf_counter()
     spe = task.steps_per_epoch
+    if knobs.final_epochs is not None:
+        epochs = knobs.final_epochs
     total = max(1, round((task.epochs if epochs is None else epochs) * spe))
     rung = max(1, round(knobs.screen_epochs * spe))
     hurdle_step = knobs.hurdle_epoch * spe
@@ -151,16 +173,85 @@ def halving(
                           reason=f"no lr in {tuple(lrs)} lasted {rung} steps")
     best = _ranked(runs)[0]
     if knobs.refine:
-        runs = {lr: runs[best] if lr == best else advance(lr, rung)
-                for lr in (best / HALF_DECADE, best, best * HALF_DECADE)}
+        low, high = min(lrs), max(lrs)
+        near = [lr for lr in (best / HALF_DECADE, best * HALF_DECADE)
+                if knobs.refine_outside or low * (1 - 1e-9) <= lr <= high * (1 + 1e-9)]
+        runs = {lr: runs[best] if lr == best else advance(lr, rung) for lr in sorted([best, *near])}
         best = _ranked(runs)[0]
 
     # -inf: no hurdle yet, but the accuracy there is recorded for the next threshold
     hurdle = (knobs.hurdle_epoch, -math.inf if hurdle_threshold is None else hurdle_threshold)
-    final = train_run(task, factory, best, epochs, seed, device=device, test=test, curve=curve,
-                      hurdle=hurdle, resume=runs[best].state)
-    cost.add(final, runs[best])
-    return result_of(final, lr=best, steps=cost.steps, seconds=time.perf_counter() - start, seed=seed)
+    tails = _tail_steps(total, spe, knobs.tail)
+    finals = [_final_run(task, factory, best, epochs, seed, tails, cost, device=device, test=test,
+                         curve=curve, hurdle=hurdle, resume=runs[best])]
+    for k in range(1, knobs.seeds):
+        if finals[0][0].status != "ok":
+            break  # a hurdled, diverged or failed rule costs no further seeds
+        finals.append(_final_run(task, factory, best, epochs, seed + k * SEED_STRIDE, tails, cost,
+                                 device=device, test=test, curve=curve))
+    return _combined(finals, lr=best, steps=cost.steps, seconds=time.perf_counter() - start, seed=seed)
+
+
+def _tail_steps(total: int, spe: int, tail: int) -> list[int]:
+    """The steps at which the final run's accuracy is measured: `tail` of them spread evenly over
+    its last epoch (or over the whole run when it is shorter), the last one at its end."""
+    span = min(spe, total)
+    steps = sorted({total - (span * j) // tail for j in range(tail)})
+    return [s for s in steps if s >= 1]
+
+
+def _final_run(task: Task, factory: OptimizerFactory, lr: float, epochs: float | None, seed: int,
+               tails: list[int], cost: "_Cost", *, device, test: bool, curve: bool,
+               hurdle: tuple[int, float] | None = None,
+               resume: TrainOutcome | None = None) -> tuple[TrainOutcome, float | None]:
+    """One final run (continuing `resume` when given), paused at each tail step but the last to
+    measure validation accuracy there: (the run's outcome, the mean of those accuracies and the
+    last; None when a measurement was not finite)."""
+    measured: list[float | None] = []
+    out = resume
+    for at in tails[:-1]:
+        if out is not None and out.steps >= at:
+            continue  # a screening run went past it (a final run shorter than the lr search)
+        nxt = train_run(task, factory, lr, epochs, seed, device=device, curve=curve, hurdle=hurdle,
+                        pause_at=at, resume=out.state if out else None)
+        cost.add(nxt, out)
+        out = nxt
+        if out.status != "paused":
+            return out, out.val_acc
+        measured.append(out.val_acc)
+    final = train_run(task, factory, lr, epochs, seed, device=device, test=test, curve=curve,
+                      hurdle=hurdle, resume=out.state if out else None)
+    cost.add(final, out)
+    if final.status != "ok":
+        return final, final.val_acc
+    measured.append(final.val_acc)
+    if any(m is None for m in measured):
+        return final, None
+    return final, sum(measured) / len(measured)
+
+
+def _combined(finals: list[tuple[TrainOutcome, float | None]], *, lr: float, steps: int, seconds: float,
+              seed: int) -> EvalResult:
+    """The result of one or more final runs: the first run's, with the accuracies and losses
+    averaged over the runs (the status is the first run's that did not end ok)."""
+    first = result_of(finals[0][0], lr=lr, steps=steps, seconds=seconds, seed=seed)
+    scores = [score for _, score in finals]
+    bad = next((out for out, _ in finals if out.status != "ok"), None)
+
+    def mean(values):
+        return None if any(v is None for v in values) else sum(values) / len(values)
+
+    val = mean(scores)
+    return replace(
+        first,
+        status=bad.status if bad is not None else "ok",
+        reason=bad.reason if bad is not None else "",
+        reward=val or 0.0,
+        val_acc=val,
+        test_acc=mean([out.test_acc for out, _ in finals]),
+        val_loss=mean([out.val_loss for out, _ in finals]),
+        test_loss=mean([out.test_loss for out, _ in finals]),
+    )
 
 
 class _Cost:

@@ -11,6 +11,7 @@ from nos_symbolic.tasks import get_task
 from nos_symbolic.tasks.baselines import BASELINES
 from nos_symbolic.tasks.protocol import (
     HALF_DECADE,
+    SEED_STRIDE,
     Halving,
     halving,
     hurdle_threshold,
@@ -160,3 +161,54 @@ def test_hurdle_threshold_is_the_quantile_of_runs_that_reached_the_step():
     assert hurdle_threshold(curves, 30, 0.5, min_count=1) is None
     with pytest.raises(ValueError, match=r"quantile must lie in \[0, 1\], got 1.5"):
         hurdle_threshold(curves, 20, 1.5)
+
+
+def test_more_seeds_average_final_runs_at_the_chosen_lr(task):
+    one = halving(task, noisy, lrs=LRS, seed=2, test=True)
+    two = halving(task, noisy, lrs=LRS, seed=2, test=True, knobs=Halving(seeds=2))
+    assert two.lr == one.lr  # only the first seed screens
+    other = train_run(task, noisy, one.lr, seed=2 + SEED_STRIDE, test=True)
+    assert two.reward == pytest.approx((one.reward + other.val_acc) / 2)
+    assert two.test_acc == pytest.approx((one.test_acc + other.test_acc) / 2)
+    assert two.steps == one.steps + other.steps and two.status == "ok"
+    assert two.loss_curve == one.loss_curve  # the first run's
+
+
+def test_a_hurdled_rule_costs_no_further_seeds(task):
+    free = halving(task, noisy, lrs=LRS, seed=0, knobs=Halving(seeds=3))
+    (_, acc), = free.val_curve
+    stopped = halving(task, noisy, lrs=LRS, seed=0, hurdle_threshold=acc + 1e-9, knobs=Halving(seeds=3))
+    alone = halving(task, noisy, lrs=LRS, seed=0, hurdle_threshold=acc + 1e-9)
+    assert stopped.status == "hurdled" and same(stopped, alone)
+
+
+def test_tail_averages_validation_over_the_last_epoch_without_changing_the_run(task):
+    plain = halving(task, noisy, lrs=LRS, seed=1, test=True)
+    tailed = halving(task, noisy, lrs=LRS, seed=1, test=True, knobs=Halving(tail=2))
+    assert tailed.test_acc == plain.test_acc and tailed.loss_curve == plain.loss_curve
+    half = train_run(task, noisy, plain.lr, seed=1, pause_at=20 - 5)  # 10 steps an epoch, 2 measures
+    assert tailed.reward == pytest.approx((half.val_acc + plain.val_acc) / 2)
+    assert tailed.steps == plain.steps
+
+
+def test_refinement_can_be_kept_inside_the_grid(task):
+    counting = Counting()
+    result = halving(task, counting, lrs=(1e-2, 1e-1, 1.0), seed=0,
+                     knobs=Halving(screen_epochs=0.2, refine_outside=False))
+    made = {lr for lr, _ in counting.made}
+    assert all(1e-2 * (1 - 1e-9) <= lr <= 1.0 * (1 + 1e-9) for lr in made), made
+    assert result.lr in made
+
+
+def test_a_shorter_final_run_sets_every_runs_length(task):
+    counting = Counting()
+    result = halving(task, counting, lrs=LRS, seed=0, knobs=Halving(screen_epochs=0.2, final_epochs=1.5))
+    assert {t for _, t in counting.made} == {15} and counting.steps[result.lr] == 15
+
+
+@pytest.mark.parametrize("knobs, message", [
+    (dict(seeds=0), "seeds must be an integer >= 1"), (dict(tail=1.5), "tail must be an integer"),
+    (dict(final_epochs=0), "final_epochs must be positive")])
+def test_bad_knobs_are_refused(knobs, message):
+    with pytest.raises(ValueError, match=message):
+        Halving(**knobs)
