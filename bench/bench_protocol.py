@@ -2,7 +2,7 @@
 agreement, and agreement with the mean of `full` over three seeds.
 
     python bench/bench_protocol.py RUN_DIR|RULES_FILE [--limit 100] [--subset 30]
-        [--protocol halving:screen_epochs=0.25,halvings=1,hurdle_quantile=0.5] [--workers 2]
+        [--protocol halving[:screen_epochs=0.25,halvings=1,hurdle_quantile=0.5,...]] [--workers 2]
 
 The set is the DSL text of every `ok` rule of the run (in store order), or one rule a line of a
 rules file; it is written to --rules-out so a figure can be reproduced from the file. Each
@@ -55,20 +55,26 @@ def load_rules(source: Path, limit: int | None) -> list[str]:
 
 
 def store_rewards(run_dir: Path) -> dict[str, float]:
-    """rule text -> reward of a run searched with the default evaluation (`full`, seed 0)."""
+    """rule text -> reward of a run searched with `full`'s defaults (seed 0)."""
     from nos_symbolic.evaluate import EvalConfig
 
     config = json.loads((run_dir / "config.json").read_text())["eval"]
-    if EvalConfig.from_dict(config) != EvalConfig():
-        raise SystemExit(f"{run_dir} was not searched with the default evaluation; drop --full0-from-store")
+    if EvalConfig.from_dict(config) != EvalConfig(protocol="full"):
+        raise SystemExit(f"{run_dir} was not searched with the full protocol's defaults; drop --full0-from-store")
     con = sqlite3.connect(f"file:{run_dir / 'store.sqlite'}?mode=ro", uri=True)
     return dict(con.execute("SELECT text, reward FROM rules WHERE status = 'ok'").fetchall())
 
 
 def parse_protocol(spec: str) -> tuple[str, dict, dict]:
     """'halving:screen_epochs=0.25,hurdle_quantile=0.5,num_samples=10000' ->
-    (name, Halving knobs, other options: hurdle_quantile, window and task options)."""
-    from nos_symbolic.tasks.protocol import Halving
+    (name, Halving knobs, other options: hurdle_quantile, window and task options).
+
+    Knobs not named take the protocol's defaults (DEFAULT_HALVING, the final run of PROTOCOL_EPOCHS,
+    the hurdle of PROTOCOL_HURDLES; hurdle_quantile=null for none), so plain `halving` measures
+    exactly what `nos search` runs by default."""
+    from dataclasses import asdict
+
+    from nos_symbolic.tasks.protocol import DEFAULT_HALVING, PROTOCOL_EPOCHS, PROTOCOL_HURDLES, Halving
 
     name, _, rest = spec.partition(":")
     knob_names = {f.name for f in fields(Halving)}
@@ -77,6 +83,13 @@ def parse_protocol(spec: str) -> tuple[str, dict, dict]:
         key, _, value = item.partition("=")
         parsed = json.loads(value) if value not in ("true", "false") else value == "true"
         (knobs if key in knob_names else other)[key] = parsed
+    if name == "halving":
+        knobs = {**asdict(DEFAULT_HALVING), **knobs}
+        if knobs["final_epochs"] is None:
+            knobs["final_epochs"] = PROTOCOL_EPOCHS[name]
+        other.setdefault("hurdle_quantile", PROTOCOL_HURDLES[name])
+        if other["hurdle_quantile"] is None:
+            del other["hurdle_quantile"]
     return name, knobs, other
 
 

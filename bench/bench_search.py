@@ -20,7 +20,10 @@ Per strategy: mean and 95% t-interval over seeds. Then each strategy against ran
 to-Adam over seeds: Welch's t-test and the Mann-Whitney U test (two-sided); the verdict is Welch's
 at p < 0.05, Mann-Whitney's p stands beside it as the check that assumes no normality.
 Run directories stay under --out: a rerun resumes an unfinished search, skips a finished one, and
-confirmation trains only what its store lacks. Writes bench_search.json there.
+confirmation trains only what its store lacks. The baselines' confirmation trainings depend only on
+the task, the protocol and the seeds, never on the run, so each run's store is given the ones an
+earlier run under --out already holds (same recorded protocol), and every baseline is trained once
+for the whole benchmark. Writes bench_search.json there.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ from pathlib import Path
 from controller.search import CONFIG_FILE, Search, SearchConfig
 from controller.store import RunStore
 from controller.studies.confirm import STUDY, confirm
-from controller.studies.contenders import baseline_key
+from controller.studies.contenders import baseline_key, baselines
 from controller.studies.runner import Workers
 from controller.studies.summary import Summary, score
 from nos_symbolic.evaluate import EvalConfig
@@ -106,11 +109,38 @@ def confirmed_scores(run_dir: Path, seeds: list[int]) -> dict[str, dict[int, flo
     return out
 
 
+def share_baselines(run_dir: Path, out: Path) -> int:
+    """Copy into run_dir's store the baseline confirmation trainings of another run under out that
+    recorded the same confirmation protocol; how many were copied (a training already there stays)."""
+    from controller.lock import run_lock
+    from controller.studies.confirm import run_eval_config
+    from controller.studies.runner import protocol_meta_key, protocol_record, study_task
+
+    task = study_task(run_eval_config(run_dir, Workers()))
+    key, protocol = protocol_meta_key(STUDY, task.name), protocol_record(task)
+    wanted = {c.key for c in baselines()}
+    rows = []
+    for other in sorted(p for p in out.iterdir() if p != run_dir and (p / "store.sqlite").is_file()):
+        with RunStore.open_readonly(other) as store:
+            if store.get_meta(key) == protocol:
+                rows = [r for r in store.trainings(STUDY) if r.key in wanted]
+        if rows:
+            break
+    if not rows:
+        return 0
+    with run_lock(run_dir, "bench_search"), RunStore.open(run_dir) as store:
+        if store.get_meta(key) not in (None, protocol):
+            return 0  # confirm will say why the protocols differ
+        store.set_meta(key, protocol)
+        return sum(store.record_training(r) for r in rows)
+
+
 def measure(strategy: str, seed: int, config: SearchConfig, run_dir: Path, args, times: dict) -> RunResult:
     """Search (or resume), confirm the top rules, and reduce the run to its four numbers."""
     start = time.perf_counter()
     rewards = search_run(config, run_dir)
     mid = time.perf_counter()
+    share_baselines(run_dir, run_dir.parent)
     report = confirm(run_dir, top=args.top, seeds=args.confirm_seeds, workers=Workers(workers=args.workers))
     spent = times.setdefault(run_dir.name, {"search": 0.0, "confirm": 0.0})
     spent["search"] += mid - start
@@ -200,7 +230,7 @@ def parse_args() -> argparse.Namespace:
                     help="how a confirmed rule beats Adam: paired t-test at p < 0.05, or a higher mean")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--protocol", choices=PROTOCOL_NAMES, default=EvalConfig().protocol)
-    ap.add_argument("--epochs", type=int, default=EvalConfig().epochs, help="final run length")
+    ap.add_argument("--epochs", type=int, default=None, help="final run length (default: the protocol's)")
     ap.add_argument("--lrs", type=float, nargs="+", default=list(EvalConfig().lrs), help="the lr grid")
     ap.add_argument("--out", type=Path, default=Path("bench/out/search"))
     return ap.parse_args()

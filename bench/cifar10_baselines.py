@@ -51,7 +51,8 @@ def main() -> None:
         print(f"skipped: no CIFAR-10 at {args.data}")
         return
     config = EvalConfig(task="cifar10", data_dir=str(data_folder(args.data)), subset=args.subset or None,
-                        epochs=args.epochs, grid_epochs=args.grid_epochs, lrs=tuple(args.lrs))
+                        epochs=args.epochs, grid_epochs=args.grid_epochs, lrs=tuple(args.lrs),
+                        protocol="full")  # the paper's protocol: the grid, then the final run
     jobs = [(spec, seed) for spec in SPECS for seed in range(args.seeds)]
     start = time.perf_counter()
     results: dict[str, list] = {spec: [] for spec in SPECS}

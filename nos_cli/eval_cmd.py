@@ -23,7 +23,10 @@ class Config:
     data_dir: str | None = field(default=None, metadata={"help": "CIFAR-10 folder (cifar-10-batches-py/ or train/ and test/ image folders)"})
     subset: int | None = field(default=None, metadata={"help": "CIFAR-10: use N training images (class-balanced)"})
     seeds: int = field(default=1, metadata={"help": "seeds per rule; accuracies are mean ± std"})
-    epochs: int = field(default=5, metadata={"help": "epochs of the final run"})
+    epochs: int | None = field(default=None, metadata={"help": "epochs of the final run (default: 3 with halving, 5 "
+                                                                "with full)"})
+    protocol: str = field(default="halving", metadata={"help": "halving (the search's default) or full (the lr grid, "
+                                                               "then the final run)"})
     lrs: tuple[float, ...] = field(default=DEFAULT_LRS, metadata={"nargs": "+", "help": "learning-rate grid"})
     grid_epochs: float = field(default=1.0, metadata={"help": "epochs of each grid run"})
     device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
@@ -37,10 +40,11 @@ def run(config: Config) -> int:
     from nos_symbolic.evaluate import BASELINE_NAMES, EvalConfig, evaluate, task_for
     from nos_symbolic.rule import parse_rule
 
-    if config.seeds < 1 or config.epochs < 1:
+    if config.seeds < 1 or (config.epochs is not None and config.epochs < 1):
         raise NosError("--seeds and --epochs must be at least 1")
     base = EvalConfig(task=config.task, data_dir=config.data_dir, subset=config.subset, epochs=config.epochs,
-                      lrs=tuple(config.lrs), grid_epochs=config.grid_epochs, device=config.device)
+                      lrs=tuple(config.lrs), grid_epochs=config.grid_epochs, device=config.device,
+                      protocol=config.protocol)
     keys = {spec: None if spec in BASELINE_NAMES else parse_rule(spec).key for spec in config.rules}  # fail fast
     task_for(base)  # load data before the progress bar starts (and fail fast on a bad --data-dir)
     rows = []

@@ -36,15 +36,17 @@ class Config:
     task: str = field(default="mnist1d", metadata={"help": "child task (mnist1d, mnist1d-mlp, cifar10, ...)"})
     data_dir: str | None = field(default=None, metadata={"help": "the task's data folder (CIFAR-10)"})
     subset: int | None = field(default=None, metadata={"help": "CIFAR-10: training images to use"})
-    epochs: int = field(default=5, metadata={"help": "epochs of each final run"})
+    epochs: int | None = field(default=None, metadata={"help": "epochs of each final run (default: 3 with halving, "
+                                                                "5 with full)"})
     lrs: tuple[float, ...] = field(default=DEFAULT_LRS, metadata={"nargs": "+", "help": "learning-rate grid"})
     eval_seed: int = field(default=0, metadata={"help": "seed of every evaluation"})
-    protocol: str = field(default="full", metadata={"help": "how a rule is scored: full (the lr grid, then the final "
-                                                            "run) or halving (successive halving of the grid, "
-                                                            "a finer grid and a hurdle)"})
-    hurdle_quantile: float | None = field(default=None, metadata={"help": "halving: a final run below this quantile "
-                                                                           "of recent rules after epoch 1 stops "
-                                                                           "(default: no hurdle)"})
+    protocol: str = field(default="halving", metadata={"help": "how a rule is scored: halving (the default: "
+                                                               "successive halving of the lr grid on the final "
+                                                               "run itself, and a hurdle) or full (the paper's lr "
+                                                               "grid, then the final run)"})
+    hurdle_quantile: str = field(default="auto", metadata={"help": "halving: a final run below this quantile of recent "
+                                                                   "rules after epoch 1 stops (auto: 0.25; none: no "
+                                                                   "hurdle)"})
     top: int = field(default=10, metadata={"help": "best rules to print at the end"})
     given: frozenset[str] = field(default=frozenset(), metadata={"given": True})
 
@@ -57,6 +59,22 @@ SETTINGS = {"strategy": "strategy", "budget": "budget", "workers": "workers", "s
             "eval_seed": "eval.seed", "protocol": "eval.protocol", "hurdle_quantile": "eval.hurdle_quantile"}
 
 
+def hurdle_quantile(text: str, protocol: str) -> float | str | None:
+    """--hurdle-quantile: auto (the protocol's default), none, or a number from 0 to 1."""
+    from nos_symbolic.errors import NosError
+    from nos_symbolic.evaluate import AUTO
+
+    word = str(text).strip().lower()
+    if word == AUTO:
+        return AUTO
+    if word in ("none", "off"):
+        return None
+    try:
+        return float(word)
+    except ValueError:
+        raise NosError(f"--hurdle-quantile must be a number from 0 to 1, auto or none, got {text!r}") from None
+
+
 def search_config(config: Config):
     """The SearchConfig this command line describes."""
     import os
@@ -66,7 +84,7 @@ def search_config(config: Config):
 
     eval_config = EvalConfig(task=config.task, data_dir=config.data_dir, subset=config.subset, epochs=config.epochs,
                              lrs=tuple(config.lrs), seed=config.eval_seed, protocol=config.protocol,
-                             hurdle_quantile=config.hurdle_quantile,
+                             hurdle_quantile=hurdle_quantile(config.hurdle_quantile, config.protocol),
                              device="cuda" if config.gpus_per_eval > 0 else "cpu")
     workers = config.workers if config.workers is not None else (os.cpu_count() or 1)
     return SearchConfig(strategy=config.strategy, budget=config.budget, workers=workers, seed=config.seed,

@@ -24,6 +24,13 @@ from nos_symbolic.result import EvalResult
 from nos_symbolic.tasks.train import DEFAULT_GRID_EPOCHS, DEFAULT_LRS
 
 BASELINE_NAMES: tuple[str, ...] = ("sgd", "momentum", "adam", "rmsprop")
+DEFAULT_PROTOCOL = "halving"  # bench/bench_protocol.py: 2x the evaluations per minute of full, less noise
+AUTO = "auto"  # hurdle_quantile: the protocol's default
+
+
+def halving_pairs(knobs) -> tuple[tuple[str, Any], ...]:
+    """A Halving's knobs as sorted (name, value) pairs: hashable, and a JSON object in config.json."""
+    return tuple(sorted(asdict(knobs).items()))
 
 
 @dataclass(frozen=True)
@@ -33,36 +40,67 @@ class EvalConfig:
     task:        mnist1d (default), mnist1d-mlp or cifar10
     data_dir:    CIFAR-10 folder (cifar-10-batches-py/ or train/<class>/, test/<class>/)
     subset:      CIFAR-10 training images to use (class-balanced; None: all)
-    epochs:      length of the final run
+    epochs:      length of the final run (None: the protocol's default, 3 with halving, 5 with full)
     lrs:         the learning-rate grid (one lr: no grid)
-    grid_epochs: length of each grid run
+    grid_epochs: length of each grid run (full)
     seed:        model initialisation, data order and the optimizer's random draws
     device:      cpu or cuda
     descent_threshold: pre-screen's minimum mean cos(update, g)
-    protocol:    full (the lr grid, then the final run) or halving (successive halving of the grid
-                 on prefixes of the final run, a finer grid around the winner and a hurdle;
-                 tasks/protocol.py)
+    protocol:    halving (the default: successive halving of the grid on prefixes of the final run,
+                 the winner's run continued, validation averaged over its last epoch, a hurdle;
+                 tasks/protocol.py) or full (the lr grid, then the final run; the paper's)
     hurdle_quantile: halving only: a final run whose validation accuracy after the hurdle epoch is
                  below this quantile of the search's recent rules at that step stops as `hurdled`
-                 (None: no hurdle; bench/bench_protocol.py measures what it costs the ranking)
+                 ("auto": the protocol's default, 0.25 with halving and none with full; None: no hurdle;
+                 bench/bench_protocol.py measures what it costs the ranking)
+    halving:     the halving protocol's knobs (tasks/protocol.py Halving) as sorted (name, value)
+                 pairs, recorded so a run resumes with the protocol it started with (None: the
+                 defaults with halving; always None with full)
     """
 
     task: str = "mnist1d"
     data_dir: str | None = None
     subset: int | None = None
-    epochs: int = 5
+    epochs: int | None = None
     lrs: tuple[float, ...] = DEFAULT_LRS
     grid_epochs: float = DEFAULT_GRID_EPOCHS
     seed: int = 0
     device: str = "cpu"
     descent_threshold: float = 0.15
-    protocol: str = "full"
-    hurdle_quantile: float | None = None
+    protocol: str = DEFAULT_PROTOCOL
+    hurdle_quantile: float | str | None = AUTO
+    halving: tuple[tuple[str, Any], ...] | None = None
 
     def __post_init__(self) -> None:
-        """Refuse a value no evaluation could use, naming its option; the data and the device are
-        checked by `check_data` and `check_device`, on the machine that will use them."""
+        """Fill in the protocol's defaults (epochs, hurdle, knobs), then refuse a value no evaluation
+        could use, naming its option; the data and the device are checked by `check_data` and
+        `check_device`, on the machine that will use them."""
         from nos_symbolic.tasks import _SPECS
+        from nos_symbolic.tasks.protocol import (
+            DEFAULT_HALVING,
+            PROTOCOL_EPOCHS,
+            PROTOCOL_HURDLES,
+            PROTOCOL_NAMES,
+            Halving,
+        )
+
+        if self.protocol not in PROTOCOL_NAMES:
+            raise NosError(f"unknown protocol {self.protocol!r} (--protocol); expected one of "
+                           f"{', '.join(PROTOCOL_NAMES)}")
+        if self.protocol in PROTOCOL_EPOCHS:
+            if self.epochs is None:
+                object.__setattr__(self, "epochs", PROTOCOL_EPOCHS[self.protocol])
+            if isinstance(self.hurdle_quantile, str) and self.hurdle_quantile == AUTO:
+                object.__setattr__(self, "hurdle_quantile", PROTOCOL_HURDLES[self.protocol])
+            if self.protocol == "halving":
+                knobs = DEFAULT_HALVING if self.halving is None else self.halving
+                try:
+                    knobs = knobs if isinstance(knobs, Halving) else Halving(**dict(knobs))
+                except (TypeError, ValueError) as err:
+                    raise NosError(f"the halving protocol's knobs are not valid: {err}") from None
+                object.__setattr__(self, "halving", halving_pairs(knobs))
+            elif self.halving is not None:
+                raise NosError("halving knobs apply to --protocol halving only")
 
         if self.task not in _SPECS:
             raise NosError(f"unknown task {self.task!r} (--task); expected one of {', '.join(_SPECS)}")
@@ -75,11 +113,6 @@ class EvalConfig:
         for lr in self.lrs:
             self._check_positive("--lrs", lr, ": every learning rate")
         self._check_positive("--grid-epochs", self.grid_epochs)
-        from nos_symbolic.tasks.protocol import PROTOCOL_NAMES
-
-        if self.protocol not in PROTOCOL_NAMES:
-            raise NosError(f"unknown protocol {self.protocol!r} (--protocol); expected one of "
-                           f"{', '.join(PROTOCOL_NAMES)}")
         if self.hurdle_quantile is not None:
             if isinstance(self.hurdle_quantile, bool) or not isinstance(self.hurdle_quantile, (int, float)) \
                     or not 0 <= self.hurdle_quantile <= 1:
@@ -157,13 +190,28 @@ class EvalConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["lrs"] = list(self.lrs)
+        d["halving"] = None if self.halving is None else dict(self.halving)
         return d
+
+    def halving_knobs(self):
+        """The halving protocol's knobs (tasks/protocol.py Halving); None with full."""
+        from nos_symbolic.tasks.protocol import Halving
+
+        return None if self.halving is None else Halving(**dict(self.halving))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EvalConfig":
         check_known_keys(cls, d, "evaluation")
+        from nos_symbolic.tasks.protocol import LEGACY_HALVING
+
         d = dict(d)
         d.setdefault("protocol", "full")  # a config written before protocols were named
+        d.setdefault("hurdle_quantile", None)  # ... or before hurdles: none
+        d.setdefault("epochs", 5)
+        if d["protocol"] == "halving" and "halving" not in d:  # before the knobs were recorded
+            d["halving"] = halving_pairs(LEGACY_HALVING)
+        if isinstance(d.get("halving"), dict):
+            d["halving"] = tuple(sorted(d["halving"].items()))
         if "lrs" in d:
             d["lrs"] = tuple(float(x) for x in d["lrs"])
         return cls(**d)
@@ -224,9 +272,10 @@ def run_protocol(task, factory, config: EvalConfig, curve: bool = False,
     while too few reached it)."""
     from nos_symbolic.tasks.protocol import DEFAULT_HALVING, hurdle_threshold, run_named_protocol
 
+    knobs = config.halving_knobs() or DEFAULT_HALVING
     hurdle = None
     if config.hurdle_quantile is not None and hurdle_curves:
-        hurdle = hurdle_threshold(hurdle_curves, DEFAULT_HALVING.hurdle_epoch * task.steps_per_epoch,
+        hurdle = hurdle_threshold(hurdle_curves, knobs.hurdle_epoch * task.steps_per_epoch,
                                   config.hurdle_quantile)
 
     import torch
@@ -243,7 +292,8 @@ def run_protocol(task, factory, config: EvalConfig, curve: bool = False,
     try:
         return run_named_protocol(config.protocol, task, factory, lrs=config.lrs, epochs=config.epochs,
                                   grid_epochs=config.grid_epochs, seed=config.seed, device=config.device,
-                                  curve=curve, hurdle_threshold=hurdle if config.protocol != "full" else None)
+                                  curve=curve, hurdle_threshold=hurdle if config.protocol != "full" else None,
+                                  halving_knobs=knobs)
     except Exception as err:  # a wild rule or a bug in one evaluation must not end a search
         return EvalResult(status="error", seed=config.seed, seconds=time.perf_counter() - start,
                           reason=f"{type(err).__name__}: {err}"[:500])

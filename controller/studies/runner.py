@@ -109,13 +109,23 @@ def selected(rows: list[TrainingRow], contenders: list[Contender], seeds: list[i
     return [r for r in rows if r.key in keys and r.seed in wanted]
 
 
+def protocol_meta_key(study: str, task_name: str) -> str:
+    """The store meta key under which a study records its protocol on a task."""
+    return f"{_PROTOCOL_META}:{study}:{task_name}"
+
+
+def protocol_record(task: StudyTask) -> dict:
+    """What a study records as its protocol on a task: the task's EvalConfig but the seed (it varies
+    per training) and the device (it changes numbers only at rounding level)."""
+    return {k: v for k, v in task.config.to_dict().items() if k not in ("seed", "device")}
+
+
 def check_protocol(store: RunStore, study: str, tasks: list[StudyTask]) -> None:
     """Record each task's protocol on first use; refuse a later invocation that trains the same
     study and task differently (its trainings would not compare with the stored ones)."""
     for task in tasks:
-        key = f"{_PROTOCOL_META}:{study}:{task.name}"
-        # The seed varies per training; the device changes numbers only at rounding level.
-        protocol = {k: v for k, v in task.config.to_dict().items() if k not in ("seed", "device")}
+        key = protocol_meta_key(study, task.name)
+        protocol = protocol_record(task)
         stored = store.get_meta(key)
         if stored is None:
             store.set_meta(key, protocol)

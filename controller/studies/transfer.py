@@ -83,7 +83,8 @@ def task_configs(tasks: tuple[str, ...], protocol: Protocol, base: EvalConfig) -
             epochs=base.epochs if protocol.epochs is None else protocol.epochs,
             lrs=base.lrs if protocol.lrs is None else tuple(protocol.lrs),
             grid_epochs=base.grid_epochs if protocol.grid_epochs is None else protocol.grid_epochs,
-            device=base.device, descent_threshold=base.descent_threshold))
+            device=base.device, descent_threshold=base.descent_threshold, protocol=base.protocol,
+            hurdle_quantile=base.hurdle_quantile, halving=base.halving))
     return out
 
 

@@ -32,6 +32,10 @@ from nos_cli import main
     (["--task", "cifar10", "--data-dir", "/no/such/folder"], "--data-dir /no/such/folder does not exist"),
     (["--gpus-per-eval", "1"], "--gpus-per-eval applies to the ray backend"),
     (["--strategy", "nope"], "unknown strategy 'nope' (--strategy); expected one of ppo, random, evolution"),
+    (["--hurdle-quantile", "half"], "--hurdle-quantile must be a number from 0 to 1, auto or none, got 'half'"),
+    (["--hurdle-quantile", "1.5"], "--hurdle-quantile must be a number from 0 to 1, got 1.5"),
+    (["--protocol", "full", "--hurdle-quantile", "0.5"], "--hurdle-quantile applies to --protocol halving"),
+    (["--protocol", "fast"], "unknown protocol 'fast' (--protocol); expected one of full, halving"),
 ])
 def test_a_bad_setting_is_one_error_line_and_leaves_nothing(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)  # the default run directory would be runs/ here
@@ -40,6 +44,21 @@ def test_a_bad_setting_is_one_error_line_and_leaves_nothing(tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 2, err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, expected", [
+    ([], ("halving", 3, 0.25)),
+    (["--hurdle-quantile", "none"], ("halving", 3, None)),
+    (["--hurdle-quantile", "0.5", "--epochs", "4"], ("halving", 4, 0.5)),
+    (["--protocol", "full"], ("full", 5, None)),
+])
+def test_the_protocol_sets_the_final_run_and_the_hurdle_unless_given(args, expected):
+    from nos_cli import build_parser
+    from nos_cli.config import config_from_namespace
+    from nos_cli.search_cmd import Config, search_config
+
+    config = search_config(config_from_namespace(Config, build_parser().parse_args(["search", *args])))
+    assert (config.eval.protocol, config.eval.epochs, config.eval.hurdle_quantile) == expected
 
 
 def test_cuda_on_a_machine_without_it_leaves_nothing(tmp_path, monkeypatch, capsys):

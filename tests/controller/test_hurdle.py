@@ -1,6 +1,7 @@
 """The halving protocol's hurdle inside a search: thresholds from finished rounds, applied by workers."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from controller.store import RunStore, RuleRecord, SampleRecord
@@ -46,9 +47,25 @@ def test_the_worker_applies_the_hurdle_from_recent_curves():
 
 
 def test_a_config_written_before_protocols_scores_with_full():
-    old = EvalConfig().to_dict()
-    del old["protocol"], old["hurdle_quantile"]
-    assert EvalConfig.from_dict(old).protocol == "full"
+    old = EvalConfig(protocol="full").to_dict()
+    del old["protocol"], old["hurdle_quantile"], old["halving"]
+    config = EvalConfig.from_dict(old)
+    assert (config.protocol, config.epochs, config.hurdle_quantile, config.halving) == ("full", 5, None, None)
+
+
+def test_the_default_is_halving_with_its_knobs_recorded_and_an_older_halving_run_keeps_its_own():
+    from nos_symbolic.tasks.protocol import DEFAULT_HALVING, LEGACY_HALVING
+
+    config = EvalConfig()
+    assert (config.protocol, config.epochs, config.hurdle_quantile) == ("halving", 3, 0.25)
+    assert config.halving_knobs() == DEFAULT_HALVING
+    assert EvalConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert (EvalConfig(protocol="full").epochs, EvalConfig(protocol="full").hurdle_quantile) == (5, None)
+    older = config.to_dict()
+    del older["halving"]  # written by a version that did not record the knobs
+    assert EvalConfig.from_dict(older).halving_knobs() == LEGACY_HALVING
+    mine = EvalConfig(halving=(("tail", 2),))
+    assert mine.halving_knobs().tail == 2 and EvalConfig(hurdle_quantile=None).hurdle_quantile is None
 
 
 def test_a_hurdle_needs_the_halving_protocol():
@@ -57,7 +74,11 @@ def test_a_hurdle_needs_the_halving_protocol():
     from nos_symbolic.errors import NosError
 
     with pytest.raises(NosError, match="--hurdle-quantile applies to --protocol halving"):
-        EvalConfig(hurdle_quantile=0.5)
+        EvalConfig(protocol="full", hurdle_quantile=0.5)
+    with pytest.raises(NosError, match="halving knobs apply to --protocol halving only"):
+        EvalConfig(protocol="full", halving=(("tail", 2),))
+    with pytest.raises(NosError, match="knobs are not valid"):
+        EvalConfig(halving=(("tails", 2),))
     with pytest.raises(NosError, match="--hurdle-quantile must be a number from 0 to 1"):
         EvalConfig(protocol="halving", hurdle_quantile=1.5)
     with pytest.raises(NosError, match="unknown protocol 'fast'"):

@@ -164,7 +164,7 @@ def test_hurdle_threshold_is_the_quantile_of_runs_that_reached_the_step():
 
 
 def test_more_seeds_average_final_runs_at_the_chosen_lr(task):
-    one = halving(task, noisy, lrs=LRS, seed=2, test=True)
+    one = halving(task, noisy, lrs=LRS, seed=2, test=True, knobs=Halving())
     two = halving(task, noisy, lrs=LRS, seed=2, test=True, knobs=Halving(seeds=2))
     assert two.lr == one.lr  # only the first seed screens
     other = train_run(task, noisy, one.lr, seed=2 + SEED_STRIDE, test=True)
@@ -178,12 +178,12 @@ def test_a_hurdled_rule_costs_no_further_seeds(task):
     free = halving(task, noisy, lrs=LRS, seed=0, knobs=Halving(seeds=3))
     (_, acc), = free.val_curve
     stopped = halving(task, noisy, lrs=LRS, seed=0, hurdle_threshold=acc + 1e-9, knobs=Halving(seeds=3))
-    alone = halving(task, noisy, lrs=LRS, seed=0, hurdle_threshold=acc + 1e-9)
+    alone = halving(task, noisy, lrs=LRS, seed=0, hurdle_threshold=acc + 1e-9, knobs=Halving())
     assert stopped.status == "hurdled" and same(stopped, alone)
 
 
 def test_tail_averages_validation_over_the_last_epoch_without_changing_the_run(task):
-    plain = halving(task, noisy, lrs=LRS, seed=1, test=True)
+    plain = halving(task, noisy, lrs=LRS, seed=1, test=True, knobs=Halving())
     tailed = halving(task, noisy, lrs=LRS, seed=1, test=True, knobs=Halving(tail=2))
     assert tailed.test_acc == plain.test_acc and tailed.loss_curve == plain.loss_curve
     half = train_run(task, noisy, plain.lr, seed=1, pause_at=20 - 5)  # 10 steps an epoch, 2 measures
