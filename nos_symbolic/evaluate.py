@@ -4,8 +4,8 @@
     result = evaluate("adam", EvalConfig())                   # torch.optim.Adam, same protocol
 
 The protocol: (1) pre-screen the rule without training (prescreen.py); a rejection is a result with
-its reason. (2) Grid-search the learning rate with short runs, then train the full run at the best
-(tasks/train.py: evaluate_factory). (3) Early kills end hopeless runs as diverged or failed. An
+its reason. (2) Search the learning rate and train the final run at the best, by the config's
+protocol (tasks/protocol.py: `halving` by default, the paper's grid-then-final-run `full`). (3) Early kills end hopeless runs as diverged or failed. An
 evaluation that raises is recorded as `error` with the exception, never propagated: numerically wild
 rules are a normal outcome of a search. Same seed, same result on CPU.
 

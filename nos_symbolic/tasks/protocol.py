@@ -2,9 +2,9 @@
 
     full     every lr of the grid for grid_epochs, then the final run at the best
              (train.evaluate_factory, the paper's reimplementation; unchanged).
-    halving  successive halving of the lr grid on the first steps of the final run itself, a finer
-             half-decade grid around the winner, the winner's run continued into the final run,
-             and a hurdle part-way through it.
+    halving  successive halving of the lr grid on the first steps of the final run itself, optionally
+             a finer half-decade grid around the winner, the winner's run continued into the final
+             run, validation averaged over its last epoch, and a hurdle part-way through it.
 
     result = run_named_protocol("halving", task, factory, seed=0)
     threshold = hurdle_threshold(recent_curves, step=task.steps_per_epoch, quantile=0.5)
@@ -14,8 +14,10 @@ Where halving saves: full trains 6 one-epoch grid runs (6 epochs) before its 5-e
 halving screens each lr for a fraction of an epoch, and since every screening run is a prefix of
 the final run at its lr (the same seed and the same total steps T, so schedules such as ld and cd
 see the final run's T), the winner's steps count toward the final run instead of being thrown
-away. On MNIST-1D's defaults that is about 240 optimizer steps an evaluation against full's 320
-to 352 (bench/bench_protocol.py). The hurdle (AutoML-Zero) ends a final run whose
+away. With DEFAULT_HALVING on MNIST-1D (32 steps an epoch) an evaluation takes about 115 optimizer
+steps against full's 320 to 352 (bench/bench_protocol.py). Where it cuts noise: the reward is the
+mean of `tail` validation measurements over the final run's last epoch instead of one, and
+`seeds` > 1 averages final runs from several seeds. The hurdle (AutoML-Zero) ends a final run whose
 validation accuracy after its hurdle epoch falls below a threshold the search takes from its
 recent results (`hurdle_threshold`), so weak rules cost a fraction of a run. Pure computation: no
 I/O.
@@ -148,7 +150,9 @@ def halving(
     accuracy (the first among equals; diverged and failed runs drop out) go on to twice their
     length; the best one's half-decade neighbours are run to the same length; the best of those
     three runs on to the end, with the hurdle after hurdle_epoch when hurdle_threshold is given.
-    The result is that run's; steps and seconds count every run (the cost); lr is the chosen lr.
+    The result is that run's, its validation accuracy the mean over the `tail` points of its last
+    epoch, averaged with the final runs from seeds seed + k x SEED_STRIDE (k < `seeds`) at the same
+    lr; steps and seconds count every run (the cost); lr is the chosen lr.
     """
     if not lrs:
         raise ValueError("lrs must name at least one learning rate")
@@ -159,7 +163,8 @@ def halving(
     total = max(1, round((task.epochs if epochs is None else epochs) * spe))
     rung = max(1, round(knobs.screen_epochs * spe))
     hurdle_step = knobs.hurdle_epoch * spe
-    if rung * 2 ** knobs.halvings >= min(hurdle_step, total):
+    single = len(lrs) == 1  # one lr: nothing to search (as full skips its grid)
+    if not single and rung * 2 ** knobs.halvings >= min(hurdle_step, total):
         raise ValueError(f"the lr search ({rung} x 2^{knobs.halvings} steps) must end before the "
                          f"hurdle (step {hurdle_step}) and the end of training (step {total})")
     cost = _Cost()
@@ -170,22 +175,25 @@ def halving(
         cost.add(out, resume)
         return out
 
-    runs = {lr: advance(lr, rung) for lr in lrs}
-    for _ in range(knobs.halvings):
-        keep = math.ceil(len(_alive(runs)) / 2)
-        rung *= 2
-        runs = {lr: advance(lr, rung, runs[lr]) for lr in _ranked(runs)[:keep]}
-    if not _alive(runs):
-        return EvalResult(status="diverged", steps=cost.steps, seed=seed,
-                          seconds=time.perf_counter() - start,
-                          reason=f"no lr in {tuple(lrs)} lasted {rung} steps")
-    best = _ranked(runs)[0]
-    if knobs.refine:
-        low, high = min(lrs), max(lrs)
-        near = [lr for lr in (best / HALF_DECADE, best * HALF_DECADE)
-                if knobs.refine_outside or low * (1 - 1e-9) <= lr <= high * (1 + 1e-9)]
-        runs = {lr: runs[best] if lr == best else advance(lr, rung) for lr in sorted([best, *near])}
+    if single:
+        best, runs = lrs[0], {lrs[0]: None}
+    else:
+        runs = {lr: advance(lr, rung) for lr in lrs}
+        for _ in range(knobs.halvings):
+            keep = math.ceil(len(_alive(runs)) / 2)
+            rung *= 2
+            runs = {lr: advance(lr, rung, runs[lr]) for lr in _ranked(runs)[:keep]}
+        if not _alive(runs):
+            return EvalResult(status="diverged", steps=cost.steps, seed=seed,
+                              seconds=time.perf_counter() - start,
+                              reason=f"no lr in {tuple(lrs)} lasted {rung} steps")
         best = _ranked(runs)[0]
+        if knobs.refine:
+            low, high = min(lrs), max(lrs)
+            near = [lr for lr in (best / HALF_DECADE, best * HALF_DECADE)
+                    if knobs.refine_outside or low * (1 - 1e-9) <= lr <= high * (1 + 1e-9)]
+            runs = {lr: runs[best] if lr == best else advance(lr, rung) for lr in sorted([best, *near])}
+            best = _ranked(runs)[0]
 
     # -inf: no hurdle yet, but the accuracy there is recorded for the next threshold
     hurdle = (knobs.hurdle_epoch, -math.inf if hurdle_threshold is None else hurdle_threshold)

@@ -212,3 +212,11 @@ def test_a_shorter_final_run_sets_every_runs_length(task):
 def test_bad_knobs_are_refused(knobs, message):
     with pytest.raises(ValueError, match=message):
         Halving(**knobs)
+
+
+def test_one_lr_is_not_searched(task):
+    counting = Counting()  # a screen of 0.9 epochs would not fit before the hurdle: never run
+    result = halving(task, counting, lrs=(0.05,), seed=0, knobs=Halving(screen_epochs=0.9, refine=True))
+    assert result.lr == 0.05 and counting.made == [(0.05, 20)] and result.steps == 20
+    straight = train_run(task, Counting(), 0.05, seed=0)
+    assert result.reward == straight.val_acc and result.loss_curve == straight.loss_curve
