@@ -2,10 +2,10 @@
 
     python bench/bench_search.py [--budget 200] [--seeds 5] [--strategies ppo evolution random]
                                  [--top 5] [--confirm-seeds 5] [--beats paired|mean] [--workers N]
-                                 [--protocol full|halving] [--epochs E] [--lrs LR ...]
+                                 [--task T] [--protocol full|halving] [--epochs E] [--lrs LR ...]
                                  [--out bench/out/search]
 
-Every strategy searches the default task with the same budget and strategy seeds 0..S-1; each run's
+Every strategy searches the default task (or --task) with the same budget and strategy seeds 0..S-1; each run's
 top K distinct rules are then confirmed (`nos confirm`: fresh seeds, test split, every baseline).
 Per run it measures
   best      the best confirmed mean test accuracy among the run's confirmed rules;
@@ -229,6 +229,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--beats", choices=("paired", "mean"), default="paired",
                     help="how a confirmed rule beats Adam: paired t-test at p < 0.05, or a higher mean")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--task", default=EvalConfig().task, help="the child task (a harder one: mnist1d-shuffled)")
     ap.add_argument("--protocol", choices=PROTOCOL_NAMES, default=EvalConfig().protocol)
     ap.add_argument("--epochs", type=int, default=None, help="final run length (default: the protocol's)")
     ap.add_argument("--lrs", type=float, nargs="+", default=list(EvalConfig().lrs), help="the lr grid")
@@ -241,7 +242,7 @@ def main() -> None:
     if "random" not in args.strategies:
         args.strategies.append("random")  # the reference every other strategy is tested against
     args.out.mkdir(parents=True, exist_ok=True)
-    eval_config = EvalConfig(protocol=args.protocol, epochs=args.epochs, lrs=tuple(args.lrs))
+    eval_config = EvalConfig(task=args.task, protocol=args.protocol, epochs=args.epochs, lrs=tuple(args.lrs))
     times_path = args.out / TIMES_FILE
     times = json.loads(times_path.read_text()) if times_path.exists() else {}
     print(f"{len(args.strategies)} strategies x {args.seeds} seeds x budget {args.budget} on {eval_config.task} "

@@ -65,7 +65,9 @@ def test_every_training_is_stored_once_and_pairs_by_seed(confirmed):
     adam = next(r for r in rows if r.key == baseline_key("adam") and r.seed == 1)
     fresh = evaluate("adam", replace(TINY, seed=1))
     assert adam.test_acc == fresh.test_acc and adam.val_acc == fresh.val_acc  # same weights, batches
-    assert adam.metrics["val_curve"] == [[fresh.steps, fresh.val_acc]]  # one epoch, no lr grid
+    # one epoch, one lr: no lr search; the curve's point is the run's end
+    assert adam.metrics["val_curve"] == [list(point) for point in fresh.val_curve]
+    assert [step for step, _ in fresh.val_curve] == [fresh.steps]
 
 
 def test_summaries_are_paired_differences_to_the_best_baseline(confirmed):
