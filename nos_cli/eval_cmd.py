@@ -11,6 +11,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
+from nos_symbolic.tasks import TASK_NAMES
 from nos_symbolic.tasks.train import DEFAULT_LRS
 
 
@@ -18,7 +19,7 @@ from nos_symbolic.tasks.train import DEFAULT_LRS
 class Config:
     rules: tuple[str, ...] = field(metadata={"positional": True, "nargs": "+",
                                              "help": "rules or names (sgd, momentum, adam, rmsprop, powersign-cd, ...)"})
-    task: str = field(default="mnist1d", metadata={"choices": ["mnist1d", "mnist1d-mlp", "cifar10"],
+    task: str = field(default="mnist1d", metadata={"choices": list(TASK_NAMES),
                                                    "help": "child task (default mnist1d)"})
     data_dir: str | None = field(default=None, metadata={"help": "CIFAR-10 folder (cifar-10-batches-py/ or train/ and test/ image folders)"})
     subset: int | None = field(default=None, metadata={"help": "CIFAR-10: use N training images (class-balanced)"})
