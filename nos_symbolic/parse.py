@@ -44,6 +44,7 @@ exhausting Python's recursion:
 from __future__ import annotations
 
 import difflib
+import gc
 import itertools
 import time
 from dataclasses import dataclass
@@ -464,6 +465,10 @@ def _named_expr(name: str, decay: str | None) -> sympy.Expr:
 def parse_expr(text: str) -> sympy.Expr:
     """Parse DSL text into a SymPy expression (SymPy's automatic simplification applied)."""
     tree = parse_tree(text)
+    # No garbage collection while building: a full collection of SymPy's caches can take half a
+    # second, and the builder's CPU-time bound (MAX_BUILD_SECONDS) must measure the rule, not that.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         expr = _Builder().build(tree)
     except RuleError:
@@ -471,6 +476,9 @@ def parse_expr(text: str) -> sympy.Expr:
     except (ArithmeticError, TypeError, ValueError, AssertionError) as err:
         # SymPy refusing a constant it cannot fold, or failing its own checks on a hostile expression
         raise RuleError(f"cannot build rule: SymPy cannot simplify it ({type(err).__name__}: {err})") from None
+    finally:
+        if collecting:
+            gc.enable()
     if not isinstance(expr, sympy.Expr):
         raise RuleError("not an expression")
     return expr
