@@ -13,6 +13,7 @@ float64 arithmetic would give (1e300 * 1e300 = inf, 1e-300 * 1e-300 = 0).
 from __future__ import annotations
 
 import math
+from typing import Callable, TypeVar
 
 import sympy
 from sympy import Function, Integer, Number, S, Symbol
@@ -134,6 +135,30 @@ def make_drop(x: sympy.Expr, p: sympy.Expr, k: int) -> sympy.Expr:
 
 MAX_EXACT_BITS = 1000
 _FLOAT_MAX = sympy.Float(1.7976931348623157e308)
+
+
+T = TypeVar("T")
+
+
+def fold_up(expr: sympy.Basic, combine: Callable[[sympy.Basic, list[T]], T],
+            done: dict[sympy.Basic, T] | None = None) -> T:
+    """combine(node, [value of each arg]) for every node of expr, children first, each distinct node
+    once; without recursion, so any depth fits Python's stack. `done` holds values already known (a
+    node found there is not entered) and receives the new ones."""
+    done = {} if done is None else done
+    stack = [expr]
+    while stack:
+        node = stack[-1]
+        if node in done:
+            stack.pop()
+            continue
+        pending = [a for a in node.args if a not in done]
+        if pending:
+            stack.extend(pending)
+            continue
+        stack.pop()
+        done[node] = combine(node, [done[a] for a in node.args])
+    return done[expr]
 
 
 def number_bits(n: sympy.Expr) -> int:

@@ -159,20 +159,7 @@ class _FactBook:
         self._facts: dict[sympy.Basic, _Facts] = {}
 
     def __call__(self, expr: sympy.Basic) -> _Facts:
-        facts = self._facts
-        stack = [expr]
-        while stack:
-            node = stack[-1]
-            if node in facts:
-                stack.pop()
-                continue
-            pending = [a for a in node.args if a not in facts]
-            if pending:
-                stack.extend(pending)
-                continue
-            stack.pop()
-            facts[node] = self._combine(node, [facts[a] for a in node.args])
-        return facts[expr]
+        return F.fold_up(expr, self._combine, self._facts)
 
     @staticmethod
     def _combine(node: sympy.Basic, kids: list[_Facts]) -> _Facts:

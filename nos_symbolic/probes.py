@@ -108,23 +108,12 @@ def fingerprint_form(expr: sympy.Expr) -> sympy.Expr:
     `sympy.evaluate(False)`, which clears SymPy's cache on entry and exit.)"""
     if not expr.has(F.delta):
         return expr
-    small = sympy.Float(FINGERPRINT_DELTA)
-    built: dict[sympy.Basic, sympy.Basic] = {F.delta: small}
-    stack = [expr]
-    while stack:
-        node = stack[-1]
-        if node in built:
-            stack.pop()
-            continue
-        pending = [a for a in node.args if a not in built]
-        if pending:
-            stack.extend(pending)
-            continue
-        stack.pop()
-        args = [built[a] for a in node.args]
+
+    def rebuilt(node: sympy.Basic, args: list[sympy.Basic]) -> sympy.Basic:
         same = all(a is b for a, b in zip(args, node.args))
-        built[node] = node if same else node.func(*args, evaluate=False)
-    return built[expr]
+        return node if same else node.func(*args, evaluate=False)
+
+    return F.fold_up(expr, rebuilt, {F.delta: sympy.Float(FINGERPRINT_DELTA)})
 
 
 def _finite_peak(x: np.ndarray) -> float:
