@@ -5,9 +5,10 @@
 
 The protocol: (1) pre-screen the rule without training (prescreen.py); a rejection is a result with
 its reason. (2) Search the learning rate and train the final run at the best, by the config's
-protocol (tasks/protocol.py: `halving` by default, the paper's grid-then-final-run `full`). (3) Early kills end hopeless runs as diverged or failed. An
-evaluation that raises is recorded as `error` with the exception, never propagated: numerically wild
-rules are a normal outcome of a search. Same seed, same result on CPU.
+protocol (tasks/protocol.py: `halving` by default, or the paper's grid-then-final-run `full`).
+(3) Early kills end hopeless runs as diverged or failed. An evaluation that raises is recorded as
+`error` with the exception, never propagated: numerically wild rules are a normal outcome of a
+search. Same seed, same result on CPU.
 
 `evaluate_job` is the entry point worker processes run: its payload is plain data (rule text and
 config), and each worker builds the task's data once, not once per evaluation.
@@ -17,18 +18,21 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from nos_symbolic.errors import NosError, check_known_keys
 from nos_symbolic.result import EvalResult
 from nos_symbolic.tasks.train import DEFAULT_GRID_EPOCHS, DEFAULT_LRS
+
+if TYPE_CHECKING:
+    from nos_symbolic.tasks.protocol import Halving
 
 BASELINE_NAMES: tuple[str, ...] = ("sgd", "momentum", "adam", "rmsprop")
 DEFAULT_PROTOCOL = "halving"  # bench/bench_protocol.py: 2x the evaluations per minute of full, less noise
 AUTO = "auto"  # hurdle_quantile: the protocol's default
 
 
-def halving_pairs(knobs) -> tuple[tuple[str, Any], ...]:
+def halving_pairs(knobs: "Halving") -> tuple[tuple[str, Any], ...]:
     """A Halving's knobs as sorted (name, value) pairs: hashable, and a JSON object in config.json."""
     return tuple(sorted(asdict(knobs).items()))
 
@@ -87,20 +91,19 @@ class EvalConfig:
         if self.protocol not in PROTOCOL_NAMES:
             raise NosError(f"unknown protocol {self.protocol!r} (--protocol); expected one of "
                            f"{', '.join(PROTOCOL_NAMES)}")
-        if self.protocol in PROTOCOL_EPOCHS:
-            if self.epochs is None:
-                object.__setattr__(self, "epochs", PROTOCOL_EPOCHS[self.protocol])
-            if isinstance(self.hurdle_quantile, str) and self.hurdle_quantile == AUTO:
-                object.__setattr__(self, "hurdle_quantile", PROTOCOL_HURDLES[self.protocol])
-            if self.protocol == "halving":
-                knobs = DEFAULT_HALVING if self.halving is None else self.halving
-                try:
-                    knobs = knobs if isinstance(knobs, Halving) else Halving(**dict(knobs))
-                except (TypeError, ValueError) as err:
-                    raise NosError(f"the halving protocol's knobs are not valid: {err}") from None
-                object.__setattr__(self, "halving", halving_pairs(knobs))
-            elif self.halving is not None:
-                raise NosError("halving knobs apply to --protocol halving only")
+        if self.epochs is None:
+            object.__setattr__(self, "epochs", PROTOCOL_EPOCHS[self.protocol])
+        if isinstance(self.hurdle_quantile, str) and self.hurdle_quantile == AUTO:
+            object.__setattr__(self, "hurdle_quantile", PROTOCOL_HURDLES[self.protocol])
+        if self.protocol == "halving":
+            knobs = DEFAULT_HALVING if self.halving is None else self.halving
+            try:
+                knobs = knobs if isinstance(knobs, Halving) else Halving(**dict(knobs))
+            except (TypeError, ValueError) as err:
+                raise NosError(f"the halving protocol's knobs are not valid: {err}") from None
+            object.__setattr__(self, "halving", halving_pairs(knobs))
+        elif self.halving is not None:
+            raise NosError("halving knobs apply to --protocol halving only")
 
         if self.task not in _SPECS:
             raise NosError(f"unknown task {self.task!r} (--task); expected one of {', '.join(_SPECS)}")
@@ -193,7 +196,7 @@ class EvalConfig:
         d["halving"] = None if self.halving is None else dict(self.halving)
         return d
 
-    def halving_knobs(self):
+    def halving_knobs(self) -> "Halving | None":
         """The halving protocol's knobs (tasks/protocol.py Halving); None with full."""
         from nos_symbolic.tasks.protocol import Halving
 

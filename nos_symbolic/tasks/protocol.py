@@ -90,8 +90,8 @@ SEED_STRIDE = 1000  # the final runs of protocol seed s use s, s + 1000, ...: se
 # The defaults, chosen on bench/bench_protocol.py (120 rules of a real run): every lr for an eighth
 # of an epoch, halved twice, no refinement (it costs a third of the lr search and moved the reward off
 # full's ranking), a 3-epoch final run averaged over 4 points of its last epoch, a hurdle at the 0.25
-# quantile (evaluate.py's PROTOCOL_HURDLES): 2.15x full's evaluations per CPU minute, seed-to-seed
-# Spearman 0.93 against full's 0.91.
+# quantile (PROTOCOL_HURDLES below): 2.2x full's evaluations per CPU minute, seed-to-seed Spearman
+# 0.93 against full's 0.91.
 DEFAULT_HALVING = Halving(screen_epochs=0.125, halvings=2, refine=False, tail=4)
 LEGACY_HALVING = Halving()  # the knobs of a halving run recorded before knobs were (resumed as it began)
 PROTOCOL_EPOCHS: dict[str, int] = {"full": 5, "halving": 3}  # the final run's default length
