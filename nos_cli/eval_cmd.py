@@ -11,6 +11,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
+from nos_symbolic.evaluate import DEFAULT_PROTOCOL
 from nos_symbolic.tasks import TASK_NAMES
 from nos_symbolic.tasks.train import DEFAULT_LRS
 
@@ -26,7 +27,7 @@ class Config:
     seeds: int = field(default=1, metadata={"help": "seeds per rule; accuracies are mean ± std"})
     epochs: int | None = field(default=None, metadata={"help": "epochs of the final run (default: 3 with halving, 5 "
                                                                 "with full)"})
-    protocol: str = field(default="halving", metadata={"help": "halving (the search's default) or full (the lr grid, "
+    protocol: str = field(default=DEFAULT_PROTOCOL, metadata={"help": "halving (the search's default) or full (the lr grid, "
                                                                "then the final run)"})
     lrs: tuple[float, ...] = field(default=DEFAULT_LRS, metadata={"nargs": "+", "help": "learning-rate grid"})
     grid_epochs: float = field(default=1.0, metadata={"help": "epochs of each grid run"})

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nos_symbolic.evaluate import DEFAULT_PROTOCOL
 from nos_symbolic.tasks.train import DEFAULT_LRS
 
 
@@ -40,7 +41,7 @@ class Config:
                                                                 "5 with full)"})
     lrs: tuple[float, ...] = field(default=DEFAULT_LRS, metadata={"nargs": "+", "help": "learning-rate grid"})
     eval_seed: int = field(default=0, metadata={"help": "seed of every evaluation"})
-    protocol: str = field(default="halving", metadata={"help": "how a rule is scored: halving (the default: "
+    protocol: str = field(default=DEFAULT_PROTOCOL, metadata={"help": "how a rule is scored: halving (the default: "
                                                                "successive halving of the lr grid on the final "
                                                                "run itself, and a hurdle) or full (the paper's lr "
                                                                "grid, then the final run)"})
@@ -59,7 +60,7 @@ SETTINGS = {"strategy": "strategy", "budget": "budget", "workers": "workers", "s
             "eval_seed": "eval.seed", "protocol": "eval.protocol", "hurdle_quantile": "eval.hurdle_quantile"}
 
 
-def hurdle_quantile(text: str, protocol: str) -> float | str | None:
+def hurdle_quantile(text: str) -> float | str | None:
     """--hurdle-quantile: auto (the protocol's default), none, or a number from 0 to 1."""
     from nos_symbolic.errors import NosError
     from nos_symbolic.evaluate import AUTO
@@ -84,7 +85,7 @@ def search_config(config: Config):
 
     eval_config = EvalConfig(task=config.task, data_dir=config.data_dir, subset=config.subset, epochs=config.epochs,
                              lrs=tuple(config.lrs), seed=config.eval_seed, protocol=config.protocol,
-                             hurdle_quantile=hurdle_quantile(config.hurdle_quantile, config.protocol),
+                             hurdle_quantile=hurdle_quantile(config.hurdle_quantile),
                              device="cuda" if config.gpus_per_eval > 0 else "cpu")
     workers = config.workers if config.workers is not None else (os.cpu_count() or 1)
     return SearchConfig(strategy=config.strategy, budget=config.budget, workers=workers, seed=config.seed,
