@@ -331,16 +331,16 @@ class _Builder:
         base, exponent = self._expr(x), self._expr(y)
         facts = self._facts(base)
         if exponent.is_Integer:  # refused before SymPy expands (g + m + ...)^n
-            if facts.dense:
-                self._check_dense_degree(facts.degree * abs(int(exponent)))
-            self._check_dense_degree(facts.sum_power * abs(int(exponent)))
+            self._check_dense(facts, abs(int(exponent)))
         return self._checked(REGISTRY["pow"].build(base, exponent))
 
     @staticmethod
-    def _check_dense_degree(degree: int) -> None:
-        if degree > MAX_DENSE_DEGREE:
-            raise RuleError(f"rule too complex: a power of a sum of degree {degree} (the limit is "
-                            f"{MAX_DENSE_DEGREE})")
+    def _check_dense(facts: _Facts, power: int = 1) -> None:
+        """Refuse expr^power, expr with these facts, when SymPy may expand it beyond MAX_DENSE_DEGREE."""
+        for degree in ((facts.degree * power,) if facts.dense else ()) + (facts.sum_power * power,):
+            if degree > MAX_DENSE_DEGREE:
+                raise RuleError(f"rule too complex: a power of a sum of degree {degree} (the limit is "
+                                f"{MAX_DENSE_DEGREE})")
 
     def neg(self, x) -> sympy.Expr:
         return self._checked(REGISTRY["neg"].build(self._expr(x)))
@@ -384,9 +384,7 @@ class _Builder:
                 raise RuleError(f"rule too complex: a polynomial in {symbol} alone of degree {facts.degree}, "
                                 f"or with a float or a number of more than {MAX_COEFFICIENT_BITS} bits "
                                 f"(the degree limit is {MAX_DEGREE})")
-        if facts.dense:
-            self._check_dense_degree(facts.degree)
-        self._check_dense_degree(facts.sum_power)
+        self._check_dense(facts)
         if facts.tower > MAX_TOWER:
             raise RuleError(f"rule too complex: constants to symbolic powers nested {facts.tower} deep "
                             f"(the limit is {MAX_TOWER})")
