@@ -1,4 +1,5 @@
-"""How differently two rules move the weights: the behavioural distance that families are cut from.
+"""How differently two rules move the weights: the distance the family tree orders rules by within a
+sub-family (the families themselves come from analysis.signature).
 
 Each rule is run on the pre-screen's realistic probes (nos_symbolic.prescreen.descent_probes: K = 16
 optimizer states, g at scales 1e-4..1, m correlated with g, v like E[g^2], a random step t), and

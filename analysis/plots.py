@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.families import Families
+from analysis.numbers import fixed
 from analysis.sources import SampleRow
 
 OTHER = "other families"
@@ -88,7 +89,7 @@ def plot_best_reward(curves: Sequence[Curve], path: Path | str) -> Path:
             if not xs:
                 continue
             label = f"{curve.label}: {strategy}" if len(curves) > 1 else strategy
-            ax.step(xs, ys, where="post", lw=1.6, label=f"{label} (best {ys[-1]:.4f} after {xs[-1]} evaluations)")
+            ax.step(xs, ys, where="post", lw=1.6, label=f"{label} (best {fixed(ys[-1])} after {xs[-1]} evaluations)")
             drawn += 1
     if drawn:
         ax.legend(loc="lower right", fontsize=9, framealpha=0.9)
@@ -124,8 +125,8 @@ def plot_reward_distribution(samples: Sequence[SampleRow], path: Path | str, bin
 
 
 def family_of_keys(families: Families) -> dict[str, str]:
-    """Rule key -> the title of its family."""
-    return {m.row.key: f.title for f in families.families for m in f.members}
+    """Rule key -> the name of its family."""
+    return {m.row.key: f.name for f in families.families for m in f.members}
 
 
 def plot_family_share(samples: Sequence[SampleRow], families: Families, path: Path | str,

@@ -21,13 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from analysis import document as doc
-from analysis.families import FAMILY_CUT, SUBFAMILY_CUT, Families, families_json, group_rules
+from analysis.families import Families, families_json, group_rules
+from analysis.numbers import fixed, percent
 from analysis.plots import Curve, best_so_far, plot_best_reward, plot_family_share, plot_reward_distribution
 from analysis.sources import RunData, load_rules_file, load_run
 from analysis.studies import StudyTable, study_tables
 from analysis.tables import best_rules, latex_document
 from analysis.tree import draw_tree, family_tree, text_tree, tree_depth, write_dot, write_graphml
 from nos_symbolic.errors import NosError
+from nos_symbolic.numbers import compact
 
 REPORT_DIRNAME = "report"  # write_report's default output folder, inside the first run directory
 TERMINAL_FAMILIES = 12  # families in FamilyReport.tree_text; family_tree.txt has them all
@@ -46,14 +48,13 @@ class FamilyReport:
     families: Families
 
 
-def run_families(source: Path | None, rules_file: Path | None, out_dir: Path | None,
-                 family_cut: float = FAMILY_CUT, subfamily_cut: float = SUBFAMILY_CUT) -> FamilyReport:
+def run_families(source: Path | None, rules_file: Path | None, out_dir: Path | None) -> FamilyReport:
     """Group the trained rules of a run directory (`source`) or of a rules file into families; with
     `out_dir`, also write the family files there (the study tables go into families.tex for a run)."""
     if (source is None) == (rules_file is None):
         raise NosError("give either a run directory or a rules file (--rules FILE), not both or neither")
     rows = load_rules_file(rules_file) if rules_file is not None else list(load_run(source).rules)
-    families = group_rules(rows, family_cut, subfamily_cut)
+    families = group_rules(rows)
     graph = family_tree(families)
     paths: dict[str, Path] = {}
     if out_dir is not None:
@@ -145,7 +146,7 @@ def _summary(run: RunData, families: Families, graph: Any) -> doc.Bullets:
     ]
     if families.members:
         best = min(families.members, key=lambda m: m.rank)
-        items.append(f"Best rule: `{best.dsl}` (reward {best.row.reward:.4f})" if best.row.reward is not None
+        items.append(f"Best rule: `{best.dsl}` (reward {fixed(best.row.reward)})" if best.row.reward is not None
                      else f"First rule: `{best.dsl}`")
     return doc.Bullets(items)
 
@@ -161,7 +162,7 @@ def _comparison(runs: Sequence[RunData]) -> doc.Table:
             xs, ys = best_so_far(samples, _untrained(run))
             best = max((s for s in samples if s.rule_key is not None), key=lambda s: s.reward, default=None)
             rule = keyed.get(best.rule_key) if best is not None else None
-            rows.append([_run_label(run, runs), strategy, str(len(samples)), str(xs[-1]), f"{ys[-1]:.4f}",
+            rows.append([_run_label(run, runs), strategy, str(len(samples)), str(xs[-1]), fixed(ys[-1]),
                          doc.Code(_dsl(rule.text)) if rule is not None else "-"])
     return doc.Table(["Run", "Strategy", "Samples", "Evaluations", "Best reward", "Best rule"], rows,
                      frozenset({2, 3, 4}))
@@ -178,34 +179,34 @@ def _dsl(text: str) -> str:
 
 
 def _families_table(families: Families) -> doc.Table:
-    """Families and their sub-families; sub-families of one rule without an anchor are counted, not
-    listed (family_tree.txt and families.json list them)."""
+    """Families and their sub-families with their signatures; sub-families of one rule without an anchor
+    are counted, not listed (family_tree.txt and families.json list them)."""
     rows = []
     for family in families.families:
         listed = [s for s in family.children if len(s.members) > 1 or s.anchor is not None]
         for node in (family, *listed):
             top = node is family
             best = node.best
-            rows.append([doc.Code(node.title) if top else "", "" if top else doc.Code(node.title),
-                         node.anchor.name if node.anchor else "-", str(len(node.members)),
-                         "-" if best.row.reward is None else f"{best.row.reward:.4f}", doc.Code(best.dsl),
+            rows.append([node.id, doc.Code(node.name) if top else "", "" if top else doc.Code(node.name),
+                         node.signature, node.anchor.name if node.anchor else "-", str(len(node.members)),
+                         fixed(best.row.reward), doc.Code(best.dsl),
                          doc.Formula(best.rule.latex(), best.dsl)])
         single = len(family.children) - len(listed)
         if single and len(family.children) > 1:
-            rows.append(["", f"{single} more sub-famil{'ies' if single > 1 else 'y'} of one rule each", "",
-                         str(single), "", "", ""])
-    return doc.Table(["Family", "Sub-family", "Anchor", "Rules", "Best reward", "Best rule", "Update"], rows,
-                     frozenset({3, 4}))
+            rows.append(["", "", f"{single} more sub-famil{'ies' if single > 1 else 'y'} of one rule each", "",
+                         "", str(single), "", "", ""])
+    return doc.Table(["Id", "Family", "Sub-family", "Signature", "Anchor", "Rules", "Best reward", "Best rule",
+                      "Update"], rows, frozenset({5, 6}))
 
 
 def _best_rules_table(families: Families) -> doc.Table:
     rows = []
     for row in best_rules(families):
         m = row.member
-        pct = lambda x: "-" if x is None else f"{100 * x:.2f}"  # noqa: E731
+        pct = lambda x: percent(x, missing="-")  # noqa: E731
         rows.append([doc.Code(row.family.name), doc.Code(row.subfamily.name), doc.Code(m.dsl),
                      doc.Formula(m.rule.latex(), m.dsl), pct(row.val_acc), pct(m.row.test_acc),
-                     "-" if m.row.lr is None else f"{m.row.lr:.3g}"])
+                     compact(m.row.lr) if m.row.lr is not None else "-"])
     return doc.Table(["Family", "Sub-family", "Rule", "Update", "Val. acc. (%)", "Test acc. (%)", "lr"], rows,
                      frozenset({4, 5, 6}))
 
@@ -222,10 +223,12 @@ def _sections(runs: Sequence[RunData], families: Families, graph: Any, paths: di
         doc.Section("Best reward against evaluations", [doc.Image(paths["best_reward"], "Best reward against evaluations")]),
         doc.Section("Reward distribution", [doc.Image(paths["reward_distribution"], "Reward distribution")]),
         doc.Section("Families", [
-            doc.Paragraph("Rules are grouped by how they move the weights: d = 1 - mean cosine between their updates "
-                          "on the pre-screen's probes; families and sub-families are cuts of the average-linkage "
-                          f"tree at d = {families.family_cut} and {families.subfamily_cut}. A family is named by "
-                          "the known optimizer nearest to it, else by its simplest member."),
+            doc.Paragraph("Rules are grouped by how they respond on probes: to the scale of g (sign-like rules "
+                          "ignore it, SGD follows it, Adam normalises it by sqrt(v)), to agreement between sign(g) "
+                          "and sign(m) (PowerSign multiplies g by base^(+-1), AddSign by 1 +- 1), which operand "
+                          "the direction follows, decays and stochastic parts. A family holds one kind (PowerSign, "
+                          "AddSign, Adam-like, RMSProp-like, SignMomentum, SignSGD, SGD/Momentum, or a coarse "
+                          "class of the rest); its sub-families split it by the rest of the signature."),
             _families_table(families)]),
         doc.Section("Best rule of each sub-family", [_best_rules_table(families)]),
         doc.Section("Family share among sampled rules", [doc.Image(paths["family_share"], "Family share")]),

@@ -59,7 +59,7 @@ def load_rules_file(path: Path | str) -> list[RuleRow]:
     """
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is no part of a rule
     except FileNotFoundError:
         raise NosError(f"rules file {path} not found") from None
     except (OSError, UnicodeDecodeError) as e:

@@ -61,7 +61,7 @@ def confirm_table(task: str, summaries: Sequence[Summary], out_dir: Path) -> Stu
     """The confirmation of one task's contenders (best mean test accuracy first)."""
     n = max((len(s.seeds) for s in summaries), default=0)
     baseline = next((s.baseline for s in summaries if s.baseline), None)
-    title = (f"Confirmation on {task}: test accuracy over {n} seeds, paired against the best "
+    title = (f"Confirmation on {task}: test {_metric(summaries)} over {n} seeds, paired against the best "
              f"baseline ({baseline or 'none'})")
     head = ("Rule", "Source", "Test acc. (%)", "95% CI", "Δ vs best (pp)", "p (t)", "p (Wilcoxon)",
             "Verdict", "Steps to target")
@@ -77,8 +77,13 @@ def confirm_table(task: str, summaries: Sequence[Summary], out_dir: Path) -> Stu
         tex.append(rf"\texttt{{{latex_escape(s.rule)}}} & {s.source} & "
                    + " & ".join(cells) + r" \\")
     tex += [r"\bottomrule", r"\end{tabular}", ""]
-    plot = plot_dots(summaries, f"{task}: test accuracy (mean, 95% CI)", out_dir / f"confirm-{task}.png")
+    plot = plot_dots(summaries, f"{task}: test {_metric(summaries)} (mean, 95% CI)", out_dir / f"confirm-{task}.png")
     return StudyTable(title, "\n".join(md) + "\n", "\n".join(tex), [plot])
+
+
+def _metric(summaries: Sequence[Summary]) -> str:
+    """The name of the score the summaries hold ("accuracy", "negative MSE", ...)."""
+    return next((s.metric for s in summaries), "accuracy")
 
 
 # -- transfer ----------------------------------------------------------------------------------------
@@ -94,7 +99,8 @@ def transfer_table(by_task: dict[str, Sequence[Summary]], out_dir: Path) -> Stud
             cells.setdefault(s.rule, {})[task] = s
     order = sorted(cells, key=lambda rule: _source_rank(next(iter(cells[rule].values())).source))
     seeds = max((len(s.seeds) for ss in by_task.values() for s in ss), default=0)
-    title = f"Transfer: test accuracy (%) over {seeds} seeds, mean ± 95% CI half-width"
+    metrics = " / ".join(dict.fromkeys(_metric(ss) for ss in by_task.values())) or "accuracy"
+    title = f"Transfer: test {metrics} (%) over {seeds} seeds, mean ± 95% CI half-width"
     md = ["| Rule | " + " | ".join(tasks) + " |", "|---|" + "---:|" * len(tasks)]
     tex = [rf"\begin{{tabular}}{{l{'r' * len(tasks)}}}", r"\toprule",
            "Rule & " + " & ".join(latex_escape(t) for t in tasks) + r" \\", r"\midrule"]
@@ -111,7 +117,7 @@ def transfer_table(by_task: dict[str, Sequence[Summary]], out_dir: Path) -> Stud
         md.append(f"| {_md_code(rule)} | " + " | ".join(row_md) + " |")
         tex.append(rf"\texttt{{{latex_escape(rule)}}} & " + " & ".join(row_tex) + r" \\")
     tex += [r"\bottomrule", r"\end{tabular}", ""]
-    plots = [plot_dots(by_task[t], f"{t}: test accuracy (mean, 95% CI)", out_dir / f"transfer-{t}.png")
+    plots = [plot_dots(by_task[t], f"{t}: test {_metric(by_task[t])} (mean, 95% CI)", out_dir / f"transfer-{t}.png")
              for t in tasks]
     return StudyTable(title, "\n".join(md) + "\n" + _bits_note(by_task), "\n".join(tex), plots)
 

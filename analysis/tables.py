@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from analysis.families import Families, Family, Member
+from analysis.numbers import fixed, percent
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
@@ -47,11 +48,11 @@ def latex_escape(text: str) -> str:
 
 
 def _percent(x: float | None) -> str:
-    return "--" if x is None or not math.isfinite(x) else f"{100 * x:.2f}"
+    return percent(x)
 
 
 def _reward(x: float | None) -> str:
-    return "--" if x is None else f"{x:.4f}"
+    return fixed(x, missing="--")
 
 
 def _latex_lr(lr: float | None) -> str:
@@ -71,16 +72,17 @@ def _tt(text: str, width: int = 60) -> str:
 
 
 def latex_families(families: Families) -> str:
-    """The families as a booktabs longtable: name, anchor, size, best reward and best rule."""
-    lines = [r"\begin{longtable}{lllrl}", r"\caption{Behavioural families (best first)}\\", r"\toprule",
-             r"Family & Sub-family & Anchor & Rules & Best reward \\", r"\midrule", r"\endhead",
+    """The families as a booktabs longtable: id, name, signature, anchor, size and best reward."""
+    lines = [r"\begin{longtable}{lllp{9cm}lrr}", r"\caption{Behavioural families (best first)}\\", r"\toprule",
+             r"Id & Family & Sub-family & Signature & Anchor & Rules & Best reward \\", r"\midrule", r"\endhead",
              r"\bottomrule", r"\endfoot"]
     for family in families.families:
-        lines.append(rf"{_tt(family.title, 40)} & & {latex_escape(family.anchor.name) if family.anchor else '--'} "
-                     rf"& {len(family.members)} & {_reward(family.best.row.reward)} \\")
-        for sub in family.children:
-            lines.append(rf" & {_tt(sub.title, 40)} & {latex_escape(sub.anchor.name) if sub.anchor else '--'} "
-                         rf"& {len(sub.members)} & {_reward(sub.best.row.reward)} \\")
+        for node in (family, *family.children):
+            top = node is family
+            names = f"{_tt(node.name, 40)} & " if top else f" & {_tt(node.name, 40)}"
+            lines.append(rf"{node.id} & {names} & {latex_escape(node.signature)} & "
+                         rf"{latex_escape(node.anchor.name) if node.anchor else '--'} & {len(node.members)} & "
+                         rf"{_reward(node.best.row.reward)} \\")
         lines.append(r"\addlinespace")
     lines.append(r"\end{longtable}")
     return "\n".join(lines)
@@ -108,9 +110,10 @@ def latex_document(families: Families, title: str, studies: Sequence = ()) -> st
     """families.tex: a standalone document with the family tables and the study tables (each a
     StudyTable of analysis.studies: a booktabs tabular fragment and a title)."""
     n, subs = len(families.members), len(families.subfamilies())
-    summary = (f"{n} trained rules in {len(families.families)} families and {subs} sub-families, cut from "
-               f"average-linkage clustering on $d = 1 - \\overline{{\\cos}}$ of the updates on the pre-screen "
-               f"probes at $d = {families.family_cut}$ and ${families.subfamily_cut}$.")
+    summary = (f"{n} trained rules in {len(families.families)} families and {subs} sub-families, grouped by "
+               "how each rule responds on probes: to the scale of g, to v, to agreement between sign(g) and "
+               "sign(m), which operand its direction follows, its decays and its stochastic parts. Each "
+               "family and sub-family carries that signature in words.")
     excluded = ", ".join(f"{k} {latex_escape(status)}" for status, k in sorted(families.excluded.items()))
     study_parts = []
     for study in studies:
@@ -161,13 +164,16 @@ def markdown_best_rules(rows: Sequence[TableRow]) -> str:
 
 
 def markdown_families(families: Families) -> str:
-    """Families and their sub-families with anchor, size, best reward and best rule, as Markdown."""
-    lines = ["| Family | Sub-family | Anchor | Rules | Best reward | Best rule |", "|---|---|---|---:|---:|---|"]
+    """Families and their sub-families with id, signature, anchor, size, best reward and best rule, as
+    Markdown."""
+    lines = ["| Id | Family | Sub-family | Signature | Anchor | Rules | Best reward | Best rule |",
+             "|---|---|---|---|---|---:|---:|---|"]
     for family in families.families:
         for node in (family, *family.children):
             top = node is family
             anchor = node.anchor.name if node.anchor else "-"
-            lines.append(f"| {_md_code(node.title) if top else ''} | {'' if top else _md_code(node.title)} | "
+            lines.append(f"| {node.id} | {_md_code(node.name) if top else ''} | {'' if top else _md_code(node.name)} | "
+                         f"{node.signature.replace('|', chr(92) + '|')} | "
                          f"{anchor} | {len(node.members)} | {_reward(node.best.row.reward)} | "
                          f"{_md_code(node.best.dsl)} |")
     return "\n".join(lines) + "\n"

@@ -2,10 +2,11 @@
 own writers (GraphML; DOT where pydot is installed), as text for the terminal, and drawn as the
 dendrogram of the clustering it was cut from, with the families and sub-families bracketed beside it.
 
-Nodes: "all" (kind "root"), `Family.node` for families and sub-families (kind "family"/"subfamily"),
-"rule:<i>" for trained rule i (kind "rule"). Every node has `label` (a rule's DSL text, a family's title)
-and `size`; `reward` (a family's: its best rule's) where known; families have `best_rule`, and `anchor`
-where they have one; rules have `key` and `canonical`.
+Nodes: "all" (kind "root"), `Family.node` ("family:F1", "subfamily:F1.2") for families and sub-families
+(kind "family"/"subfamily"), "rule:<i>" for trained rule i (kind "rule"). Every node has `label` (a rule's
+DSL text, a family's title) and `size`; `reward` (a family's: its best rule's) where known; families have
+`id`, `signature` (in words), `best_rule`, and `anchor` where they have one; rules have `key`,
+`canonical` and `signature`.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from analysis.families import Families, Family, Member
+from analysis.families import FAMILY_TIER, SUB_TIER, Families, Family, Member
+from analysis.numbers import fixed
 
 ROOT = "all"
 RULE_PREFIX = "rule:"
@@ -25,7 +27,7 @@ SUB_WIDTH, FAMILY_WIDTH = 36, 48  # characters of a sub-family's and a family's 
 
 
 def _reward_text(reward: float | None) -> str:
-    return "-" if reward is None else f"{reward:.4f}"
+    return fixed(reward)
 
 
 def _known(**attrs: Any) -> dict[str, Any]:
@@ -48,15 +50,16 @@ def family_tree(families: Families) -> Any:
             for m in sub.members:
                 graph.add_node(f"{RULE_PREFIX}{m.index}", **_known(
                     kind="rule", label=m.dsl, size=1, reward=m.row.reward, key=m.row.key,
-                    canonical=m.rule.canonical_text))
+                    canonical=m.rule.canonical_text, signature=m.signature.text))
                 graph.add_edge(sub.node, f"{RULE_PREFIX}{m.index}")
     return graph
 
 
 def _add_family(graph: Any, parent: str, family: Family) -> None:
     graph.add_node(family.node, **_known(
-        kind=family.level, label=family.title, size=len(family.members), reward=family.best.row.reward,
-        best_rule=family.best.dsl, anchor=family.anchor.name if family.anchor else None))
+        kind=family.level, label=family.name, id=family.id, signature=family.signature, size=len(family.members),
+        reward=family.best.row.reward, best_rule=family.best.dsl,
+        anchor=family.anchor.name if family.anchor else None))
     graph.add_edge(parent, family.node)
 
 
@@ -101,15 +104,17 @@ def excluded_text(families: Families) -> str:
 
 
 def text_tree(families: Families, max_rules: int | None = 3, max_families: int | None = None) -> str:
-    """The tree for a terminal: families, their sub-families and the best `max_rules` rules of each."""
+    """The tree for a terminal: families with their signatures, their sub-families and the best
+    `max_rules` rules of each."""
     lines: list[str] = []
     shown = families.families[:max_families]
     for family in shown:
-        lines.append(f"{family.title}  [{_size(family)}, best {_reward_text(family.best.row.reward)}: "
+        lines.append(f"{family.id} {family.name}  [{_size(family)}, best {_reward_text(family.best.row.reward)}: "
                      f"{family.best.dsl}]")
+        lines.append(f"   signature: {family.signature}")
         for i, sub in enumerate(family.children):
             last = i == len(family.children) - 1
-            lines.append(f"{'`-- ' if last else '|-- '}{sub.title}  [{_size(sub)}, best "
+            lines.append(f"{'`-- ' if last else '|-- '}{sub.id} {_sub_label(sub)}  [{_size(sub)}, best "
                          f"{_reward_text(sub.best.row.reward)}]")
             prefix = "    " if last else "|   "
             rules = sub.members if max_rules is None else sub.members[:max_rules]
@@ -126,6 +131,11 @@ def text_tree(families: Families, max_rules: int | None = 3, max_families: int |
     if families.excluded:
         lines.append(excluded_text(families))
     return "\n".join(lines) + "\n"
+
+
+def _sub_label(sub: Family) -> str:
+    """A sub-family's name, with its signature where the name does not already say it."""
+    return sub.name if sub.name.endswith(sub.signature) else f"{sub.name} ({sub.signature})"
 
 
 def _size(family: Family) -> str:
@@ -177,8 +187,8 @@ def draw_tree(families: Families, path: Path | str, max_leaves: int = MAX_LEAVES
     colours = _family_colours(families)
     rows = len(leaves)
     label_chars = LABEL_WIDTH + 14  # the DSL text, a gap, the reward and room before the first bracket
-    sub_chars = 4 + min(SUB_WIDTH, max(len(s.title) for s in families.subfamilies()))
-    fam_chars = 2 + min(FAMILY_WIDTH, max(len(f.title) for f in families.families) + 9)
+    sub_chars = 4 + min(SUB_WIDTH, max(len(s.name) for s in families.subfamilies()))
+    fam_chars = 2 + min(FAMILY_WIDTH, max(len(f.name) for f in families.families) + 9)
     char_in = 0.07  # inches per character of 8 pt text, with some slack for the proportional labels
     text_in = (label_chars + sub_chars + fam_chars) * char_in
     fig = plt.figure(figsize=(4.0 + text_in, 1.5 + 0.2 * rows))
@@ -187,13 +197,13 @@ def draw_tree(families: Families, path: Path | str, max_leaves: int = MAX_LEAVES
     text_ax = fig.add_subplot(grid[1], sharey=tree_ax)
     for xs, ys in zip(tree["dcoord"], tree["icoord"]):
         tree_ax.plot(xs, ys, color=_link_colour(xs, ys, tree, leaves, placement, colours), lw=1.0)
-    for cut, name in ((families.family_cut, "family cut"), (families.subfamily_cut, "sub-family cut")):
+    for cut, name in ((FAMILY_TIER, "families"), (SUB_TIER, "sub-families")):
         tree_ax.axvline(cut, color="0.4", ls="--", lw=0.8)
         tree_ax.text(cut, 10 * rows + 2, name, rotation=90, va="bottom", ha="right", fontsize=7, color="0.3")
     top = max(max(d) for d in tree["dcoord"])
     tree_ax.set_xlim(top * 1.05 + 0.02, 0)  # root on the left, leaves against the labels
     tree_ax.set_ylim(10 * rows + 14, -4)
-    tree_ax.set_xlabel("d = 1 - mean cos(updates)", fontsize=8)
+    tree_ax.set_xlabel("(1 - mean cos(updates)) / 2, +1 across sub-families, +2 across families", fontsize=8)
     tree_ax.tick_params(axis="x", labelsize=7)
     tree_ax.set_yticks([])
     for side in ("top", "right", "left"):
@@ -248,8 +258,8 @@ def _draw_labels(ax: Any, leaves: list[list[int]], families: Families, placement
             node = nodes[node_id]
             y0, y1 = 5 + 10 * span[0] - 4, 5 + 10 * span[-1] + 4
             colour = colours[placement[node.members[0].index][0].node]
-            label = f"{_shorten(node.title, FAMILY_WIDTH)} ({_reward_text(node.best.row.reward)})" \
-                if level == "family" else _shorten(node.title, SUB_WIDTH)
+            label = f"{_shorten(node.name, FAMILY_WIDTH)} ({_reward_text(node.best.row.reward)})" \
+                if level == "family" else _shorten(node.name, SUB_WIDTH)
             if level == "family" or len(node.members) > 1:  # a one-rule sub-family is its row
                 ax.plot([column, column], [y0, y1], color=colour, lw=2 if level == "family" else 1)
                 ax.text(column + 1, (y0 + y1) / 2, label, va="center", fontsize=8, color=colour,

@@ -9,6 +9,7 @@ writer names:
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from collections.abc import Iterator
@@ -21,14 +22,14 @@ LOCK_FILE = ".nos.lock"
 
 
 class RunLockedError(NosError):
-    """Another process holds the run directory's lock."""
+    """Another process holds the run directory's lock, or the lock file cannot be made there."""
 
 
 @contextmanager
 def run_lock(run_dir: Path | str, command: str) -> Iterator[None]:
     """Hold the run directory's exclusive lock, or raise `RunLockedError` naming its holder."""
     path = Path(run_dir) / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock_file(path, command)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -47,12 +48,27 @@ def run_lock(run_dir: Path | str, command: str) -> Iterator[None]:
         os.close(fd)
 
 
+def _open_lock_file(path: Path, command: str) -> int:
+    """The lock file's descriptor, made if missing; a directory nos cannot write is a NosError saying so."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise RunLockedError(f"{path.parent} is read-only ({reason}): {command} writes into the run "
+                                 f"directory; make it writable, or copy the run somewhere writable and use "
+                                 f"the copy") from None
+        raise RunLockedError(f"cannot create the lock file {path} ({reason}); {command} needs it to write "
+                             f"the run directory") from None
+
+
 def holder(run_dir: Path | str) -> str | None:
     """Who holds the run directory's lock now (e.g. "process 123 (nos search)"), or None."""
     path = Path(run_dir) / LOCK_FILE
-    if not path.exists():
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # no lock file (or one this user cannot read): nobody nos can name holds it
         return None
-    fd = os.open(path, os.O_RDONLY)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

@@ -5,21 +5,33 @@ is the embedding of the token chosen at step p-1 (a start token at step 0) plus 
 embedding table holds every kind's tokens, each kind at its own offset, because the same index means
 different things at an operand and at a unary position. Each kind has its own output head; the search
 space's mask for the position sets invalid logits to -inf, so every sample is a valid rule by construction.
+
+An optional `prior` adds masks that depend on the tokens drawn so far (DSO's priors): prior(prefix) is a
+BoolTensor over the position's vocabulary, or None for no constraint. It is applied alike in `sample`
+and in `evaluate`, so the log-probabilities PPO trains on are those the samples were drawn with:
+
+    log pi(t_p | t_<p) = log_softmax(logits_p masked to -inf where space.mask(p) & prior(t_<p) is False)
 """
 from __future__ import annotations
+
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from controller.space import KINDS, SearchSpace
 
+Prior = Callable[[Sequence[int]], "torch.Tensor | None"]
+
 
 class LSTMPolicy(nn.Module):
     """A distribution over the token sequences of `space`: `sample` draws, `evaluate` scores."""
 
-    def __init__(self, space: SearchSpace, hidden: int = 150, init_range: float = 0.08, seed: int = 0) -> None:
+    def __init__(self, space: SearchSpace, hidden: int = 150, init_range: float = 0.08, seed: int = 0,
+                 prior: Prior | None = None) -> None:
         super().__init__()
         self.space = space
+        self.prior = prior
         sizes = {kind: space.vocab_size(kind) for kind in KINDS}
         start = {kind: 1 + sum(sizes[k] for k in KINDS[:i]) for i, kind in enumerate(KINDS)}  # 0 = start token
         self.embedding = nn.Embedding(1 + sum(sizes.values()), hidden)
@@ -74,7 +86,7 @@ class LSTMPolicy(nn.Module):
             i, f, g, o = gates.chunk(4, dim=1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
-            logp = self._log_probs(h, p)  # [B, V]
+            logp = self._log_probs(h, p, self._prior_mask(tokens, p))  # [B, V]
             token = torch.multinomial(logp.exp(), 1, generator=generator)  # [B, 1]
             tokens[:, p] = token[:, 0]
             logprobs += logp.gather(1, token)[:, 0]
@@ -93,21 +105,38 @@ class LSTMPolicy(nn.Module):
         logprobs = torch.zeros(batch_size)
         entropy = torch.zeros(batch_size)
         for p in range(self.space.n_positions):
-            logp = self._log_probs(out[:, p], p)  # [B, V]
+            logp = self._log_probs(out[:, p], p, self._prior_mask(tokens, p))  # [B, V]
             logprobs = logprobs + logp.gather(1, tokens[:, p, None])[:, 0]
             entropy = entropy + self._entropy(logp, p)
         return logprobs, entropy
 
-    def _log_probs(self, h: torch.Tensor, p: int) -> torch.Tensor:
-        """Masked log-softmax of the position's head: [B, H] -> [B, V_kind], -inf where invalid."""
+    def _prior_mask(self, tokens: torch.Tensor, p: int) -> torch.Tensor | None:
+        """BoolTensor[B, V_kind]: the prior's mask of each row given its tokens before p, or None when the
+        prior constrains no row here."""
+        if self.prior is None:
+            return None
+        width = self.space.choices(p)
+        rows = [self.prior(prefix) for prefix in tokens[:, :p].tolist()]
+        if all(row is None for row in rows):
+            return None
+        return torch.stack([torch.ones(width, dtype=torch.bool) if row is None else row for row in rows])
+
+    def _log_probs(self, h: torch.Tensor, p: int, prior: torch.Tensor | None = None) -> torch.Tensor:
+        """Masked log-softmax of the position's head: [B, H] -> [B, V_kind], -inf where the space's mask
+        (or the prior's, [B, V_kind]) is False."""
         logits = self.heads[self.kinds[p]](h)
-        mask = self.masks[p, : logits.shape[1]]
+        mask = self._valid(p, logits.shape[1], prior)
         return torch.log_softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
+
+    def _valid(self, p: int, width: int, prior: torch.Tensor | None) -> torch.Tensor:
+        """The valid tokens at p: [V_kind], or [B, V_kind] with a prior's mask."""
+        mask = self.masks[p, :width]
+        return mask if prior is None else mask & prior
 
     def _entropy(self, logp: torch.Tensor, p: int) -> torch.Tensor:
         """-sum p log p over the valid tokens [B]."""
         probs = logp.exp()  # 0 where invalid
-        logp = logp.masked_fill(~self.masks[p, : logp.shape[1]], 0.0)  # so no 0 * -inf reaches the gradient
+        logp = logp.masked_fill(torch.isneginf(logp), 0.0)  # so no 0 * -inf reaches the gradient
         return -(probs * logp).sum(-1)
 
 

@@ -40,7 +40,10 @@ def default_run_dir(prefix: str, root: Path = RUNS_ROOT) -> Path:
     commands started in the same instant get two directories (the later one gets a `-2` suffix). It is
     created empty; `create_run_dir` accepts it.
     """
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunDirError(_cannot_make(root, err)) from None
     base = f"{prefix}-{datetime.now():%Y%m%d-%H%M%S-%f}"
     for n in range(1, 1000):
         path = root / (base if n == 1 else f"{base}-{n}")
@@ -48,8 +51,16 @@ def default_run_dir(prefix: str, root: Path = RUNS_ROOT) -> Path:
             os.mkdir(path)
         except FileExistsError:
             continue
+        except OSError as err:
+            raise RunDirError(_cannot_make(path, err)) from None
         return path
     raise RunDirError(f"cannot find a free run directory name under {root}; pass --run-dir")
+
+
+def _cannot_make(path: Path, err: OSError) -> str:
+    """The message for a default run directory (or its root) that cannot be made."""
+    return (f"cannot create run directory {path} ({err.strerror or type(err).__name__}); run nos where "
+            f"it can write, or pass --run-dir with a writable place")
 
 
 def create_run_dir(path: Path) -> Path:

@@ -39,6 +39,7 @@ import torch
 
 from controller.executors import make_executor
 from controller.lock import run_lock
+from controller.promotion import DEFAULT_DECAYS, DEFAULT_LENGTHS, DEFAULT_PROMOTE, Entrant, promoted, variant_text
 from controller.rundir import create_run_dir, default_run_dir, discard_run_dir
 from controller.store import STORE_FILENAME, RuleRecord, RunStore, SampleRecord, StoredRule, StoreError
 from nos_symbolic.errors import NosError, check_known_keys
@@ -57,11 +58,14 @@ HURDLE_WINDOW = 64  # recent trained rules whose validation curves set the halvi
 MAX_SAMPLES_PER_ROUND = 50  # x round_size: a round that finds this few new rules ends anyway
 WORKERS_PER_CORE = 4  # local workers beyond this many per core only queue for the CPU
 MAX_SEED = 2**63 - 1  # torch.manual_seed's range
+_LEGACY = {"lengths": [], "promote": DEFAULT_PROMOTE, "decays": [], "objective": "mean", "risk_epsilon": 0.25,
+           "warm_start": ""}  # a config from before promotion and the objectives
 # The option each field is set by, for error messages.
 _FLAGS = {"n_groups": "--groups", "budget": "--budget", "workers": "--workers", "seed": "--seed",
           "round_size": "--round-size", "timeout": "--timeout", "cpus_per_eval": "--cpus-per-eval",
           "gpus_per_eval": "--gpus-per-eval", "backend": "--backend", "address": "--address",
-          "strategy": "--strategy"}
+          "strategy": "--strategy", "lengths": "--lengths", "promote": "--promote",
+          "decays": "--decays"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,16 @@ class SearchConfig:
     backend:    local (worker processes on this machine) or ray (a Ray cluster; the `ray` extra)
     address:    Ray cluster address ("auto", "ray://host:10001"); None starts a local Ray instance
     cpus_per_eval, gpus_per_eval: Ray resources of one evaluation
+    lengths:    epochs of the longer trainings rules are promoted to, in order (controller/promotion.py);
+                () trains every rule at the evaluation's length only; None: those of DEFAULT_LENGTHS
+                longer than the evaluation's
+    promote:    the fraction of the rules that ended a length `ok` promoted to the next one
+    decays:     schedules whose variants (rule)*decay are trained beside a rule promoted to the first longer length
+    objective:  ppo: mean (advantage against a moving-average baseline) or best (risk-seeking: the top
+                risk_epsilon of each batch, against its (1 - risk_epsilon) quantile; controller/ppo.py)
+    risk_epsilon: objective best: the fraction of each PPO batch trained on
+    warm_start: ppo and evolution: comma-separated named optimizers proposed first ("all": every one
+                the space expresses; controller/warmstart.py); "" none
     """
 
     strategy: str = "ppo"
@@ -91,7 +105,13 @@ class SearchConfig:
     address: str | None = None
     cpus_per_eval: float = 1.0
     gpus_per_eval: float = 0.0
+    lengths: tuple[int, ...] | None = None
+    promote: float = DEFAULT_PROMOTE
+    decays: tuple[str, ...] = DEFAULT_DECAYS
     eval: EvalConfig = field(default_factory=EvalConfig)
+    objective: str = "mean"
+    risk_epsilon: float = 0.25
+    warm_start: str = ""
 
     def __post_init__(self) -> None:
         from controller.strategies import STRATEGIES
@@ -110,20 +130,41 @@ class SearchConfig:
             raise NosError(f"unknown backend {self.backend!r} (--backend); expected one of {', '.join(BACKENDS)}")
         if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()):
             raise NosError(f"--address must be a Ray address such as auto or ray://host:10001, got {self.address!r}")
+        if self.lengths is None and isinstance(self.eval, EvalConfig):
+            object.__setattr__(self, "lengths", tuple(e for e in DEFAULT_LENGTHS if e > self.eval.epochs))
+        if not isinstance(self.lengths, tuple) or any(isinstance(e, bool) or not isinstance(e, int) for e in self.lengths) \
+                or list(self.lengths) != sorted(set(self.lengths)) or (self.lengths and self.lengths[0] <= self.eval.epochs):
+            raise NosError(f"{_FLAGS['lengths']} must be whole numbers of epochs, increasing, each longer than the "
+                           f"evaluation's {self.eval.epochs} epochs, got {list(self.lengths)!r}")
+        if isinstance(self.promote, bool) or not isinstance(self.promote, (int, float)) or not 0 < self.promote < 1:
+            raise NosError(f"{_FLAGS['promote']} must be a fraction between 0 and 1, got {self.promote!r}")
+        from nos_symbolic.registry import REGISTRY
+
+        bad = [d for d in self.decays if not isinstance(d, str) or getattr(REGISTRY.get(d), "kind", None) != "schedule"]
+        if not isinstance(self.decays, tuple) or bad:
+            raise NosError(f"{_FLAGS['decays']} must name schedules (ld, cd, rd), got {list(self.decays)!r}")
         if not isinstance(self.eval, EvalConfig):
             raise NosError(f"eval must be an EvalConfig, got {type(self.eval).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["eval"] = self.eval.to_dict()
+        d.update(eval=self.eval.to_dict(), lengths=list(self.lengths), decays=list(self.decays))
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SearchConfig":
         check_known_keys(cls, d, "search")
-        d = dict(d)
+        d = with_legacy_defaults(d)
         d["eval"] = EvalConfig.from_dict(d.get("eval", {}))
+        d["lengths"] = tuple(d["lengths"]) if isinstance(d["lengths"], list) else d["lengths"]
+        d["decays"] = tuple(d["decays"]) if isinstance(d["decays"], list) else d["decays"]
         return cls(**d)
+
+
+def with_legacy_defaults(d: dict[str, Any]) -> dict[str, Any]:
+    """A recorded config with the settings added since it was written set as that run ran (no
+    promotion), so a run resumes as it began."""
+    return {**_LEGACY, **d} if isinstance(d, dict) else d
 
 
 def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
@@ -170,6 +211,13 @@ class Progress:
     best_rule: str = ""
     worker_seconds: float = 0.0
     wall_seconds: float = 0.0
+    promoted: int = 0  # trainings past the search's length (and the decayed variants')
+    evaluations_at_start: int = 0  # trainings the store held when this invocation started (a resume's)
+
+    @property
+    def new_evaluations(self) -> int:
+        """Trainings this invocation ran (a resumed run's earlier ones left out)."""
+        return self.evaluations - self.evaluations_at_start
 
 
 @dataclass
@@ -201,18 +249,32 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     if not run_dir.is_dir():
         raise NosError(f"nothing to resume: {run_dir} does not exist")
     path = run_dir / CONFIG_FILE
+    fix = f"restore it from the run's store: `mv {path} {path}.bad`, then run the command again"
     if path.exists():
         try:
-            return json.loads(path.read_text())
+            recorded = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
-            raise NosError(f"cannot read {path}: {err}; restore it from the run's store with "
-                           f"`mv {path} {path}.bad` and resume again") from None
+            raise NosError(f"cannot read {path}: {err}; {fix}") from None
+        if not isinstance(recorded, dict):
+            raise NosError(f"{path} is not a run config: it holds {_json_kind(recorded)}, not a JSON object of "
+                           f"settings; {fix}")
+        return with_legacy_defaults(recorded)
     if (run_dir / STORE_FILENAME).is_file():
         with RunStore.open_readonly(run_dir) as store:
             stored = store.get_meta("config")
+        if isinstance(stored, dict):
+            return with_legacy_defaults(stored)
         if stored is not None:
-            return stored
+            raise NosError(f"the config in {run_dir / STORE_FILENAME} is {_json_kind(stored)}, not a JSON object "
+                           f"of settings; this run cannot be resumed: start a new run in another --run-dir")
     raise NosError(f"nothing to resume in {run_dir}: no {CONFIG_FILE}")
+
+
+def _json_kind(value: Any) -> str:
+    """How a JSON value that should have been an object reads in a message: "a list", "null", ..."""
+    kinds = {list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number",
+             type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def resume_config(run_dir: Path, given: SearchConfig, explicit: set[str]) -> SearchConfig:
@@ -227,11 +289,12 @@ def resume_config(run_dir: Path, given: SearchConfig, explicit: set[str]) -> Sea
     merged = dict(stored)
     for key in explicit & RESUMABLE_CHANGES:
         merged[key] = wanted[key]
-    if "gpus_per_eval" in explicit:  # evaluations follow their resources onto or off the GPU
+    if "gpus_per_eval" in explicit and isinstance(stored.get("eval", {}), dict):
+        # evaluations follow their resources onto or off the GPU
         merged["eval"] = {**stored.get("eval", {}), "device": wanted["eval"]["device"]}
     try:
         return SearchConfig.from_dict(merged)
-    except (TypeError, NosError) as err:
+    except (TypeError, ValueError, AttributeError, KeyError) as err:  # NosError is a ValueError
         raise NosError(f"the config recorded in {run_dir} is not valid: {err}") from None
 
 
@@ -261,10 +324,10 @@ def make_search_executor(config: SearchConfig):
 def make_strategy(config: SearchConfig):
     """The strategy named in config, on the paper's search space."""
     from controller.space import SearchSpace
-    from controller.strategies import build_strategy
+    from controller.strategies import build_strategy, strategy_options
 
     return build_strategy(config.strategy, SearchSpace(n_groups=config.n_groups), seed=config.seed,
-                          round_size=config.round_size)
+                          round_size=config.round_size, **strategy_options(config))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -288,6 +351,10 @@ def load_checkpoint(run_dir: Path) -> Checkpoint | None:
         return None
     try:
         ckpt = torch.load(path, weights_only=False)
+        if not isinstance(ckpt, dict):
+            raise TypeError(f"it holds {type(ckpt).__name__}, not a dict")
+        if not isinstance(ckpt.get("strategy"), dict):
+            raise TypeError(f"its strategy entry is {type(ckpt.get('strategy')).__name__}, not a state dict")
         if "next_sample" in ckpt:  # written before checkpoints carried a run id
             return Checkpoint(None, int(ckpt["round"]), int(ckpt["next_sample"]), ckpt["strategy"])
         return Checkpoint(ckpt["run_id"], int(ckpt["rounds"]), int(ckpt["samples"]), ckpt["strategy"])
@@ -363,9 +430,12 @@ class Search:
         if self.resume:
             if not self.run_dir.is_dir():
                 raise NosError(f"nothing to resume: {self.run_dir} does not exist")
-        elif self.run_dir is None:
+        elif self.run_dir is not None:
+            _refuse_occupied(self.run_dir)  # before the lock: a refused directory gets no lock file
+        _check_data(self.config)
+        if self.run_dir is None:
             self.run_dir, self._created = default_run_dir(_dir_prefix(self.config.strategy)), True
-        else:
+        elif not self.resume:
             self._created = not self.run_dir.exists()
             create_run_dir(self.run_dir)
         self._stack.enter_context(run_lock(self.run_dir, "nos search"))
@@ -389,18 +459,29 @@ class Search:
                            f"--run-dir")
         ckpt = load_checkpoint(self.run_dir)
         with RunStore.open_readonly(self.run_dir) as store:
-            diff = config_difference(store.get_meta("config") or stored, stored)
+            recorded = store.get_meta("config")
+            diff = config_difference(with_legacy_defaults(recorded if isinstance(recorded, dict) else stored), stored)
             if diff:
                 raise NosError(f"{self.run_dir / CONFIG_FILE} is not the config the run was made with "
                                f"({'; '.join(d.replace('given', 'in config.json') for d in diff)}); undo the edit")
             if ckpt is not None:
                 check_checkpoint(ckpt, store, self.run_dir)
-                self.strategy.load_state_dict(ckpt.strategy)
+                self._restore_strategy(ckpt)
                 self.rounds, self.first_sample = ckpt.rounds, ckpt.samples
             elif store.progress.rounds > 0:
                 self.notes.append(f"{CHECKPOINT_FILE} is missing: rebuilding the controller by replaying "
                                   f"{store.progress.rounds} rounds from the store")
             self.run_id = store.run_id or self.run_id
+
+    def _restore_strategy(self, ckpt: Checkpoint) -> None:
+        """Load the checkpoint's strategy state; one the strategy refuses is an error saying how to rebuild it."""
+        path = self.run_dir / CHECKPOINT_FILE
+        try:
+            self.strategy.load_state_dict(ckpt.strategy)
+        except Exception as err:
+            raise NosError(f"cannot restore the controller from {path} ({type(err).__name__}: "
+                           f"{' '.join(str(err).split())[:200]}); move it away (`mv {path} {path}.bad`) and "
+                           f"resume again to rebuild the controller from the store") from None
 
     # -- writing the run's files ---------------------------------------------------------------------
 
@@ -449,6 +530,7 @@ class Search:
             with make_search_executor(self.config) as executor:  # started before anything is written
                 self._start()
                 self._refresh_progress()
+                self.progress.evaluations_at_start = self.progress.evaluations
                 while self._budget_spent() < self.config.budget and stalled < STALL_ROUNDS:
                     known = len(self.seen)
                     self._round(executor, on_progress, start)
@@ -459,7 +541,9 @@ class Search:
         return self.progress
 
     def _budget_spent(self) -> int:
-        return sum(status != "rejected" for status in self.seen.values())
+        """Trainings of the rounds recorded so far: the sampled rules' and the promotions'."""
+        return (sum(status != "rejected" for status in self.seen.values())
+                + self.store.n_promoted(before_round=self.rounds))
 
     def _round(self, executor, on_progress: Callable[[Progress], None], start: float) -> None:
         """Draw samples until `round_size` new evaluations are under way (fewer where the budget ends
@@ -472,6 +556,9 @@ class Search:
         jobs: list[_Pending] = []
         statuses: dict[str, str] = {}  # the round's rules, as their evaluations become known
         new = 0
+        # What the strategy sees of a rule it draws again: its score at the longest length it reached in
+        # the rounds before this one (so a replayed round sees what its first attempt saw).
+        longer = self.store.lengths(before_round=self.rounds)
         # The hurdle of the halving protocol comes from the rules of finished rounds only, so a replayed
         # round evaluates exactly as its first attempt did.
         hurdle_curves = ([[list(p) for p in c] for c in self.store.recent_val_curves(HURDLE_WINDOW)]
@@ -490,6 +577,8 @@ class Search:
                 reward = None
                 if stored is not None:
                     reward = stored.result.reward
+                    if stored.key in longer:
+                        reward = max(longer[stored.key].items())[1].reward
                     statuses[key] = stored.result.status
                     new += not hit and stored.result.status != "rejected"
                 elif same is not None:
@@ -516,6 +605,11 @@ class Search:
             self.store.record_samples(self._samples(proposals[:done], keys, rewards, hits))
             raise
         samples = self._samples(proposals, keys, rewards, hits)
+        try:
+            self._promote(executor, [*self.seen, *statuses], on_progress, start)
+        except KeyboardInterrupt:
+            self.store.record_samples(samples)
+            raise
         if target == self.config.round_size:
             stats = self.strategy.observe(list(zip(proposals, rewards)))
             self.first_sample = self.store.record_round(samples, stats or [], ended_round=self.rounds)
@@ -529,6 +623,86 @@ class Search:
         self.seen.update(statuses)
         self._refresh_progress()
         on_progress(self.progress)
+
+    def _promote(self, executor, drawn: list[str], on_progress: Callable[[Progress], None], start: float) -> None:
+        """Train the rules that earned a longer length (controller/promotion.py), length by length, and
+        beside those promoted to the first longer length their decayed variants; one store transaction
+        each."""
+        lengths = self.store.lengths()
+        population = [Entrant(s.key, s.text, s.result.reward) for s in map(self._stored, dict.fromkeys(drawn))
+                      if s is not None and s.result.status == "ok"]
+        for level, epochs in enumerate(self.config.lengths):
+            chosen = promoted(population, self.config.promote, {k for k, v in lengths.items() if epochs in v})
+            jobs: list[tuple[str, int | None]] = [(e.key, epochs) for e in chosen]
+            texts = {e.key: e.text for e in chosen}
+            parents: dict[str, str] = {}
+            if level == 0:  # the decayed variants compete from the first longer length on
+                for e in chosen:
+                    for decay in self.config.decays:
+                        jobs += self._variant(e, decay, epochs, texts, parents, lengths)
+            for (key, length), result in zip(jobs, self._train_all(executor, [(texts[k], e) for k, e in jobs],
+                                                                     on_progress, start)):
+                if length is None:  # a new variant's training at the search's own length
+                    self.store.record_evaluation(self._record(self._parse(texts[key])), result, [])
+                    self.store.record_variant(key, parents[key], self.rounds)
+                else:
+                    self.store.record_length(key, length, self.rounds, result)
+                    lengths.setdefault(key, {})[length] = result
+            population = [Entrant(k, self._stored(k).text, v[epochs].reward) for k, v in lengths.items()
+                          if epochs in v and v[epochs].status == "ok"]
+        self._refresh_progress(start)
+
+    def _variant(self, parent: Entrant, decay: str, epochs: int, texts: dict[str, str], parents: dict[str, str],
+                 lengths: dict[str, dict[float, EvalResult]]) -> list[tuple[str, int | None]]:
+        """The trainings the variant (parent)*decay still needs: at the search's length if it was never
+        trained, and at `epochs`; none when the pre-screen rejects it or it is too complex to build."""
+        from nos_symbolic.dsl import dsl_text
+
+        try:
+            rule, stored = self._resolve(variant_text(dsl_text(parent.text), decay))
+        except NosError:
+            return []
+        key = stored.key if stored is not None else rule.key
+        if key in texts:  # a variant of two parents, or a promoted rule itself
+            return []
+        texts[key] = stored.text if stored is not None else rule.text
+        need: list[tuple[str, int | None]] = []
+        if stored is None:
+            if not (screen := self._screen(rule)).passed:
+                self.store.record_evaluation(self._record(rule), EvalResult(
+                    status="rejected", seed=self.config.eval.seed, reason=screen.reason), [])
+                return []
+            need.append((key, None))
+            parents[key] = parent.key
+        elif stored.result.status == "rejected":
+            return []
+        if epochs not in lengths.get(key, {}):
+            need.append((key, epochs))
+        return need
+
+    def _train_all(self, executor, jobs: list[tuple[str, int | None]], on_progress: Callable[[Progress], None],
+                   start: float) -> list[EvalResult]:
+        """Evaluate each (rule text, epochs or None for the search's length) on the workers, in order."""
+        results: list[EvalResult | None] = [None] * len(jobs)
+        for i, (text, epochs) in enumerate(jobs):
+            config = self.config.eval if epochs is None else replace(self.config.eval, epochs=epochs,
+                                                                      hurdle_quantile=None)
+            executor.submit(i, {"rule": text, "config": config.to_dict()})
+        while executor.in_flight():
+            for done in executor.poll(timeout=1.0):
+                results[done.job_id] = done.result
+                self.progress.worker_seconds += done.worker_seconds
+                self._refresh_progress(start)
+                on_progress(self.progress)
+        return results
+
+    def _stored(self, key: str) -> StoredRule | None:
+        return self.store.lookup(key, None)
+
+    def _parse(self, text: str):
+        from nos_symbolic.rule import parse_rule
+
+        return parse_rule(text)
 
     def _samples(self, proposals: list[Any], keys: list[str], rewards: list[float | None],
                  hits: list[bool]) -> list[SampleRecord]:
@@ -571,10 +745,11 @@ class Search:
 
     def _refresh_progress(self, start: float | None = None) -> None:
         p, store = self.progress, self.store
-        p.evaluations = store.n_evaluations()
+        p.evaluations = store.n_evaluations() + sum(map(len, store.lengths().values()))
         p.samples = store.n_samples()
         p.cache_hits = store.n_cache_hits()
-        p.rejected = store.n_evaluations(count_rejected=True) - p.evaluations
+        p.rejected = store.n_evaluations(count_rejected=True) - store.n_evaluations()
+        p.promoted = store.n_promoted()
         top = store.top(1)
         if top:
             p.best_reward, p.best_rule = top[0].result.reward, _readable(top[0].text)
@@ -597,7 +772,8 @@ def _dir_prefix(strategy: str) -> str:
 
 
 def _holds_run(run_dir: Path) -> bool:
-    """A store with a run id or any rows (one without is the debris of a start killed mid-way)."""
+    """A store with a run id or any rows (one without is the debris of a start killed mid-way); a file
+    that is no run store counts too, so nothing is written over it."""
     path = run_dir / STORE_FILENAME
     if not path.is_file() or path.stat().st_size == 0:
         return False
@@ -606,6 +782,57 @@ def _holds_run(run_dir: Path) -> bool:
             return store.run_id is not None or store.n_samples() > 0 or store.n_evaluations(True) > 0
     except StoreError:
         return True
+
+
+def _refuse_occupied(run_dir: Path) -> None:
+    """Refuse a new run in a directory that already holds one (pass --resume) or holds a store.sqlite or
+    config.json that is not a nos run's (choose another directory); writes nothing."""
+    if not run_dir.is_dir():
+        return
+    foreign = _foreign_files(run_dir)
+    store_ok = not any(f.startswith(STORE_FILENAME) for f in foreign)
+    if (store_ok and _holds_run(run_dir)) or (not foreign and (run_dir / CONFIG_FILE).exists()):
+        raise NosError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
+    if foreign:
+        raise NosError(f"{run_dir} is not a nos run but holds {' and '.join(foreign)}; nos writes a new run only "
+                       f"into a new or empty directory: choose another --run-dir")
+
+
+def _foreign_files(run_dir: Path) -> list[str]:
+    """The files named like a run's (store.sqlite, config.json) in run_dir that are not a nos run's, each
+    with what it is instead."""
+    found = []
+    store = run_dir / STORE_FILENAME
+    if store.exists() and not (store.is_file() and store.stat().st_size == 0):
+        try:
+            RunStore.open_readonly(run_dir).close()
+        except StoreError as err:
+            found.append(f"{STORE_FILENAME}, which is no run store ({' '.join(str(err).split())[:160]})")
+    config = run_dir / CONFIG_FILE
+    if config.exists() and not _is_run_config(config):
+        found.append(f"a {CONFIG_FILE} that is not a nos run's config")
+    return found
+
+
+def _is_run_config(path: Path) -> bool:
+    """Whether path holds a config nos search recorded: a JSON object of SearchConfig's settings."""
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    names = {f.name for f in fields(SearchConfig)}
+    return isinstance(recorded, dict) and {"strategy", "eval"} <= set(recorded) and set(recorded) <= names
+
+
+def _check_data(config: SearchConfig) -> None:
+    """Build a built-in task's data from its --data-dir once here, before anything is written, so a bad
+    data file is one error now rather than a failure in every worker (the workers then read the cache)."""
+    from nos_symbolic.tasks import get_task, is_custom
+
+    ev = config.eval
+    if ev.data_dir is None or is_custom(ev.task) or (config.backend == "ray" and config.address is not None):
+        return
+    get_task(ev.task, **ev.get_task_options())
 
 
 def _readable(text: str) -> str:

@@ -3,7 +3,10 @@
 `rules` has one row per distinct rule evaluated (keyed by the rule's canonical key, findable by its
 fingerprint), so a rule the search draws again is a cache hit, not a second training run. `samples`
 has one row per sample the search drew, in draw order, pointing at the rule it produced. `updates`
-holds the controller's statistics of each learning step (pg_loss, entropy, ...), by round. `meta`
+holds the controller's statistics of each learning step (pg_loss, entropy, ...), by round. `lengths`
+holds the trainings of promoted rules at lengths past the search's own (one row per rule and length,
+with the round that promoted it) and `variants` the decayed variants trained beside them
+(controller/promotion.py); `top` ranks by the longest length a rule reached. `meta`
 holds the schema version, the run's id (a uuid its controller checkpoint repeats) and the round the
 store has recorded up to (`progress`: rounds ended and samples they drew).
 
@@ -25,6 +28,8 @@ about, opens the file as immutable so not even SQLite's side files appear.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json
 import math
 import sqlite3
@@ -45,6 +50,41 @@ _WAL_VERSION_BYTE = 18  # the header's "file format write version": 2 in WAL mod
 # Long enough to outwait an analysis reader's checkpoint, short enough to surface a stuck lock.
 _BUSY_TIMEOUT_S = 30.0
 _FETCH_CHUNK = 500
+
+
+# What a damaged or foreign store's rows raise when read: SQLite's errors, a missing column (IndexError),
+# a value of the wrong type or unparsable JSON (TypeError, ValueError, KeyError).
+_READ_ERRORS = (sqlite3.Error, IndexError, KeyError, TypeError, ValueError)
+
+
+def _reads(method: Callable) -> Callable:
+    """Make a reading method (a plain one or a generator) turn a damaged store's errors into a StoreError
+    that names the file and the way out."""
+    def refuse(self: "RunStore", err: Exception) -> StoreError:
+        return StoreError(f"cannot read run store {self.path} ({type(err).__name__}: {' '.join(str(err).split())}); "
+                          f"it is damaged or not a run store this release reads: restore it from a backup, "
+                          f"or pass another run directory")
+
+    if inspect.isgeneratorfunction(method):
+        @functools.wraps(method)
+        def generate(self: "RunStore", *args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from method(self, *args, **kwargs)
+            except StoreError:
+                raise
+            except _READ_ERRORS as err:
+                raise refuse(self, err) from None
+        return generate
+
+    @functools.wraps(method)
+    def read(self: "RunStore", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except StoreError:
+            raise
+        except _READ_ERRORS as err:
+            raise refuse(self, err) from None
+    return read
 
 
 class StoreError(NosError):
@@ -90,6 +130,8 @@ class StoredRule:
     result: EvalResult
     created_at: str
     updated_at: str
+    epochs: float | None = None  # the length `result` was trained at (None: the search's own length)
+    search_result: EvalResult | None = None  # the result at the search's length, when `result` is longer
 
 
 @dataclass(frozen=True)
@@ -225,7 +267,28 @@ def _create_v2(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_create_v1, _create_v2]
+def _create_v3(db: sqlite3.Connection) -> None:
+    """Multi-fidelity search: a rule's trainings at lengths past the search's own (`lengths`, one row
+    per rule and length, with the round that promoted it), and the decayed variants of promoted
+    rules (`variants`: the rule, the rule it decays and the round that made it)."""
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS lengths (
+            key TEXT NOT NULL REFERENCES rules (key),
+            epochs REAL NOT NULL,
+            round INTEGER NOT NULL,
+            result TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (key, epochs))"""
+    )
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS variants (
+            key TEXT PRIMARY KEY REFERENCES rules (key),
+            parent TEXT NOT NULL,
+            round INTEGER NOT NULL)"""
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_create_v1, _create_v2, _create_v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _RULE_COLUMNS = (
@@ -345,21 +408,25 @@ class RunStore:
                 rows,
             )
 
+    @_reads
     def get_meta(self, key: str, default: Any = None) -> Any:
         """The JSON value stored under `key`, or `default`."""
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return default if row is None else json.loads(row["value"])
 
     @property
+    @_reads
     def schema_version(self) -> int:
         return int(self.get_meta("schema_version"))
 
     @property
+    @_reads
     def run_id(self) -> str | None:
         """The run's id (a uuid set when the search starts; None in a store from before run ids)."""
         return self.get_meta("run_id")
 
     @property
+    @_reads
     def progress(self) -> Progress:
         """Rounds the store has recorded as ended, and the samples they drew (0, 0 for a fresh run)."""
         return Progress(**self.get_meta("progress", {}))
@@ -443,6 +510,7 @@ class RunStore:
 
     # -- reading -------------------------------------------------------------------------------------
 
+    @_reads
     def lookup(self, key: str, fingerprint: str | None) -> StoredRule | None:
         """The stored rule with this key, else the first stored with this fingerprint, else None."""
         row = self._db.execute("SELECT * FROM rules WHERE key = ?", (key,)).fetchone()
@@ -452,6 +520,7 @@ class RunStore:
             ).fetchone()
         return None if row is None else _stored_rule(row)
 
+    @_reads
     def next_sample_index(self) -> int:
         """One past the largest sample index recorded (0 for a fresh run).
 
@@ -461,6 +530,7 @@ class RunStore:
         row = self._db.execute("SELECT MAX(idx) AS m FROM samples").fetchone()
         return 0 if row["m"] is None else int(row["m"]) + 1
 
+    @_reads
     def n_evaluations(self, count_rejected: bool = False) -> int:
         """Rules rows that count toward the search budget.
 
@@ -473,6 +543,7 @@ class RunStore:
             sql += " WHERE status != 'rejected'"
         return int(self._db.execute(sql).fetchone()[0])
 
+    @_reads
     def sample_keys(self, before: int) -> dict[str, str]:
         """The rules drawn by samples with index < `before`: key -> status."""
         rows = self._db.execute(
@@ -481,21 +552,34 @@ class RunStore:
         ).fetchall()
         return {row["key"]: row["status"] for row in rows}
 
+    @_reads
     def n_samples(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
 
+    @_reads
     def n_cache_hits(self) -> int:
         """Samples whose rule was already stored when drawn."""
         return int(self._db.execute("SELECT COUNT(*) FROM samples WHERE cache_hit").fetchone()[0])
 
+    @_reads
     def top(self, k: int, status: str | None = "ok") -> list[StoredRule]:
-        """The `k` best rules by reward (ties: first evaluated first); `status=None` for any status."""
-        where, params = ("", ()) if status is None else ("WHERE status = ?", (status,))
-        rows = self._db.execute(
-            f"SELECT * FROM rules {where} ORDER BY reward DESC, rowid LIMIT ?", (*params, k)
-        ).fetchall()
-        return [_stored_rule(r) for r in rows]
+        """The `k` best rules: those trained at the longest length first, each ranked by its score
+        at the longest length it reached (its `result` is that training's, `epochs` its length);
+        then by reward at the search's length (ties: first evaluated first). `status` filters on
+        the status at that longest length (`None`: any status)."""
+        longer = self.lengths()
+        ranked = []
+        for i, row in enumerate(self._db.execute("SELECT * FROM rules ORDER BY rowid")):
+            stored = _stored_rule(row)
+            if stored.key in longer:
+                epochs, result = max(longer[stored.key].items())
+                stored = dataclasses.replace(stored, result=result, epochs=epochs, search_result=stored.result)
+            if status is None or stored.result.status == status:
+                ranked.append(((stored.epochs or 0.0), stored.result.reward, -i, stored))
+        ranked.sort(key=lambda t: t[:3], reverse=True)
+        return [t[3] for t in ranked[:k]]
 
+    @_reads
     def recent_val_curves(self, n: int) -> list[tuple[tuple[int, float], ...]]:
         """The validation curves of the last `n` distinct trained rules that recorded samples point
         at (rounds already finished), newest first: what a hurdle threshold is taken from. Rules of a
@@ -506,11 +590,13 @@ class RunStore:
             "WHERE r.status != 'rejected' ORDER BY s.last DESC LIMIT ?", (n,)).fetchall()
         return [tuple((int(step), float(acc)) for step, acc in json.loads(row[0])) for row in rows]
 
+    @_reads
     def rules(self) -> Iterator[StoredRule]:
         """Every stored rule, in the order first evaluated."""
         for row in self._iterate("SELECT * FROM rules ORDER BY rowid"):
             yield _stored_rule(row)
 
+    @_reads
     def samples(self) -> Iterator[SampleRow]:
         """Every sample, by index."""
         for row in self._iterate("SELECT * FROM samples ORDER BY idx"):
@@ -524,6 +610,7 @@ class RunStore:
                 created_at=row["created_at"],
             )
 
+    @_reads
     def updates(self) -> Iterator[tuple[int, int, dict[str, float]]]:
         """Every controller update as (round, step within the round, statistics), in order.
 
@@ -533,6 +620,50 @@ class RunStore:
             return
         for row in self._iterate("SELECT * FROM updates ORDER BY round, idx"):
             yield row["round"], row["idx"], json.loads(row["stats"])
+
+    # -- lengths (multi-fidelity promotion) ------------------------------------------------------------
+
+    def record_length(self, key: str, epochs: float, round_: int, result: EvalResult) -> bool:
+        """Write one training of rule `key` at `epochs` (promoted in round `round_`), in one
+        transaction; False, writing nothing, when that (rule, length) is already stored."""
+        with self._write():
+            cursor = self._db.execute(
+                "INSERT INTO lengths (key, epochs, round, result, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING", (key, float(epochs), int(round_), json.dumps(result.to_dict()), _now()))
+        return cursor.rowcount == 1
+
+    def record_variant(self, key: str, parent: str, round_: int) -> None:
+        """Note that rule `key` is a decayed variant of rule `parent`, made in round `round_`."""
+        with self._write():
+            self._db.execute("INSERT INTO variants (key, parent, round) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                             (key, parent, int(round_)))
+
+    @_reads
+    def lengths(self, before_round: int | None = None) -> dict[str, dict[float, EvalResult]]:
+        """rule key -> {epochs: result} of every training past the search's length (those promoted
+        before round `before_round` when given). Empty for a store from before lengths (schema < 3)."""
+        if "lengths" not in self._tables():
+            return {}
+        where, params = ("", ()) if before_round is None else ("WHERE round < ?", (before_round,))
+        out: dict[str, dict[float, EvalResult]] = {}
+        for row in self._db.execute(f"SELECT key, epochs, result FROM lengths {where} ORDER BY rowid", params):
+            out.setdefault(row["key"], {})[float(row["epochs"])] = EvalResult.from_dict(json.loads(row["result"]))
+        return out
+
+    @_reads
+    def variants(self, before_round: int | None = None) -> dict[str, str]:
+        """variant key -> the key of the rule it decays (those made before round `before_round`)."""
+        if "variants" not in self._tables():
+            return {}
+        where, params = ("", ()) if before_round is None else ("WHERE round < ?", (before_round,))
+        return {row["key"]: row["parent"] for row in self._db.execute(f"SELECT key, parent FROM variants {where}",
+                                                                       params)}
+
+    @_reads
+    def n_promoted(self, before_round: int | None = None) -> int:
+        """Trainings the promotions cost: every training at a longer length, and the decayed variants'
+        trainings at the search's length (those of rounds before `before_round` when given)."""
+        return sum(map(len, self.lengths(before_round).values())) + len(self.variants(before_round))
 
     # -- trainings (confirm, transfer) ---------------------------------------------------------------
 
@@ -548,6 +679,7 @@ class RunStore:
             cursor = self._db.execute(_INSERT_TRAINING, row)
         return cursor.rowcount == 1
 
+    @_reads
     def trainings(self, study: str | None = None) -> list[TrainingRow]:
         """The trainings of `study` (every study when None), in the order they were recorded.
 
@@ -562,6 +694,7 @@ class RunStore:
 
     # -- helpers -------------------------------------------------------------------------------------
 
+    @_reads
     def _tables(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 

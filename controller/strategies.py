@@ -29,7 +29,9 @@ import torch
 
 from controller.policy import LSTMPolicy
 from controller.ppo import PPO, PPOConfig
+from controller.screen import DEFAULT_RESAMPLES, TokenScreen
 from controller.space import SearchSpace
+from controller.warmstart import warm_start_tokens
 from nos_symbolic.errors import NosError
 from nos_symbolic.rule import parse_rule
 
@@ -105,16 +107,26 @@ class Strategy(ABC):
 
 
 class RandomStrategy(Strategy):
-    """Every position drawn uniformly from its valid tokens; rewards are ignored."""
+    """Every position drawn uniformly from its valid tokens; rewards are ignored.
+
+    With `screen`, the last token is drawn uniformly among those whose rule passes the pre-screen, and a
+    prefix none passes is drawn again (controller/screen.py). Off by default: the baseline stays uniform.
+    """
 
     name = "random"
 
-    def __init__(self, space: SearchSpace, seed: int = 0) -> None:
+    def __init__(self, space: SearchSpace, seed: int = 0, screen: bool = False,
+                 resample: int = DEFAULT_RESAMPLES) -> None:
         super().__init__(space, seed)
         self.rng = np.random.default_rng(seed)
+        self.screen = TokenScreen(space) if screen else None
+        self.resample = resample
 
     def propose(self, n: int) -> list[Proposal]:
-        return [self.proposal(self.space.sample_uniform(self.rng)) for _ in range(n)]
+        return [self.proposal(self._uniform()) for _ in range(n)]
+
+    def _uniform(self) -> list[int]:
+        return screened_uniform(self.space, self.rng, self.screen, self.resample)
 
     def observe(self, scored: Scored) -> list[dict[str, float]]:
         return []
@@ -139,6 +151,10 @@ class EvolutionStrategy(Strategy):
     drawn and the first whose rule (key or fingerprint) this strategy has not proposed before is taken,
     else the last one drawn. Without both, most mutants of a few hundred evaluations are cache hits.
 
+    With `screen` (the default), the uniform proposals are drawn as RandomStrategy's with `screen`, and a
+    mutant must also pass the pre-screen to be taken before the tries run out. `warm_start` names
+    optimizers (controller/warmstart.py) proposed first, in place of the first uniform samples.
+
     Defaults: P = 20 and S = 5, a small population for a budget of a few hundred evaluations (Real et al.
     used P = 100, S = 25 over 20k models; S / P = 1/4 kept here); 8 tries. Over 300 evaluations of the
     default space about 1% of the proposals repeat a rule, against 21% with live tokens and one try and
@@ -148,7 +164,8 @@ class EvolutionStrategy(Strategy):
     name = "evolution"
 
     def __init__(self, space: SearchSpace, seed: int = 0, population_size: int = 20, tournament_size: int = 5,
-                 mutation_tries: int = 8) -> None:
+                 mutation_tries: int = 8, screen: bool = True, resample: int = DEFAULT_RESAMPLES,
+                 warm_start: Sequence[str] = ()) -> None:
         super().__init__(space, seed)
         if population_size < 1:
             raise NosError(f"population_size must be at least 1, got {population_size}")
@@ -164,12 +181,18 @@ class EvolutionStrategy(Strategy):
         self.population: deque[tuple[tuple[int, ...], float]] = deque()  # oldest first
         self.n_proposed = 0
         self.seen: set[str] = set()  # keys and fingerprints of every rule proposed
+        self.screen = TokenScreen(space) if screen else None
+        self.resample = resample
+        self.warm = warm_start_tokens(space, warm_start)
 
     def propose(self, n: int) -> list[Proposal]:
         proposals = []
         for _ in range(n):
-            if self.n_proposed < self.population_size or not self.population:
-                tokens = self.space.sample_uniform(self.rng)
+            if self.n_proposed < len(self.warm):
+                tokens = list(self.warm[self.n_proposed])
+                self.seen.update(self._identity(tokens))
+            elif self.n_proposed < self.population_size or not self.population:
+                tokens = screened_uniform(self.space, self.rng, self.screen, self.resample)
                 self.seen.update(self._identity(tokens))
             else:
                 tokens = self._mutant(self._tournament())
@@ -184,12 +207,13 @@ class EvolutionStrategy(Strategy):
         return tokens
 
     def _mutant(self, parent: Sequence[int]) -> list[int]:
-        """The first of up to `mutation_tries` live mutations of `parent` whose rule is new, else the last."""
+        """The first of up to `mutation_tries` live mutations of `parent` whose rule is new (and passes the
+        pre-screen, with `screen`), else the last."""
         live = self.space.live_positions(parent)
         for _ in range(self.mutation_tries):
             child = self.space.mutate(parent, self.rng, live)
             identity = self._identity(child)
-            if not self.seen.intersection(identity):
+            if not self.seen.intersection(identity) and (self.screen is None or self.screen.passes(child)):
                 break
         self.seen.update(identity)
         return child
@@ -223,21 +247,57 @@ class PPOStrategy(Strategy):
     Rewarded samples wait in a buffer; every `config.batch_size` of them make one PPO update. Each
     proposal carries the log-probability it was sampled with, so samples proposed before an update and
     observed after it are still weighted correctly by PPO's ratio.
+
+    With `screen` (the default) the policy's last token is masked to completions the pre-screen passes,
+    in sampling and in PPO's log-probabilities alike (controller/screen.py), and a sample whose prefix
+    no completion saves is drawn again, up to `resample` times. `warm_start` names optimizers
+    (controller/warmstart.py) proposed first, each with its log-probability under the current policy, so
+    PPO learns from them as from its own samples.
     """
 
     name = "ppo"
 
     def __init__(self, space: SearchSpace, seed: int = 0, config: PPOConfig | None = None,
-                 hidden: int = 150, init_range: float = 0.08) -> None:
+                 hidden: int = 150, init_range: float = 0.08, screen: bool = True,
+                 resample: int = DEFAULT_RESAMPLES, warm_start: Sequence[str] = ()) -> None:
         super().__init__(space, seed)
-        self.policy = LSTMPolicy(space, hidden=hidden, init_range=init_range, seed=seed)
+        self.screen = TokenScreen(space) if screen else None
+        self.resample = resample
+        self.policy = LSTMPolicy(space, hidden=hidden, init_range=init_range, seed=seed,
+                                 prior=self.screen.mask if self.screen is not None else None)
         self.ppo = PPO(self.policy, config)
         self.generator = torch.Generator().manual_seed(seed)
         self.buffer: list[tuple[tuple[int, ...], float, float]] = []  # (tokens, logprob, reward)
+        self.warm = warm_start_tokens(space, warm_start)
+        self.n_proposed = 0
 
     def propose(self, n: int) -> list[Proposal]:
-        tokens, logprobs, _ = self.policy.sample(n, self.generator)  # [n, P], [n]
-        return [self.proposal(t, lp) for t, lp in zip(tokens.tolist(), logprobs.tolist())]
+        proposals = []
+        while len(proposals) < n and self.n_proposed < len(self.warm):
+            proposals.append(self._warm_proposal(self.warm[self.n_proposed]))
+            self.n_proposed += 1
+        if self.screen is None and len(proposals) < n:
+            tokens, logprobs, _ = self.policy.sample(n - len(proposals), self.generator)  # [n, P], [n]
+            proposals += [self.proposal(t, lp) for t, lp in zip(tokens.tolist(), logprobs.tolist())]
+        while len(proposals) < n:
+            proposals.append(self._screened_sample())
+        return proposals
+
+    def _warm_proposal(self, tokens: Sequence[int]) -> Proposal:
+        """A named start, with its log-probability under the policy as it is now."""
+        with torch.no_grad():
+            logprob, _ = self.policy.evaluate(torch.tensor([list(tokens)]))
+        return self.proposal(tokens, logprob.item())
+
+    def _screened_sample(self) -> Proposal:
+        """One sample of the masked policy; a dead end (no last token passes) is drawn again, up to
+        `resample` times, then kept."""
+        for _ in range(self.resample + 1):
+            tokens, logprobs, _ = self.policy.sample(1, self.generator)
+            row = tokens[0].tolist()
+            if self.screen.mask(row[:-1]) is not None:
+                break
+        return self.proposal(row, logprobs[0].item())
 
     def observe(self, scored: Scored) -> list[dict[str, float]]:
         for proposal, reward in scored:
@@ -254,13 +314,23 @@ class PPOStrategy(Strategy):
 
     def state_dict(self) -> dict:
         return copy.deepcopy({"ppo": self.ppo.state_dict(), "generator": self.generator.get_state(),
-                              "buffer": self.buffer})
+                              "buffer": self.buffer, "n_proposed": self.n_proposed})
 
     def load_state_dict(self, state: dict) -> None:
         state = copy.deepcopy(state)
         self.ppo.load_state_dict(state["ppo"])
         self.generator.set_state(state["generator"])
         self.buffer = [(tuple(tokens), float(lp), float(r)) for tokens, lp, r in state["buffer"]]
+        self.n_proposed = state.get("n_proposed", len(self.warm))  # a snapshot from before warm starts
+
+
+def screened_uniform(space: SearchSpace, rng: np.random.Generator, screen: TokenScreen | None,
+                     resample: int = DEFAULT_RESAMPLES) -> list[int]:
+    """A uniform token sequence; with a screen, its last token uniform among the allowed ones and a dead
+    end drawn again (TokenScreen.sample)."""
+    if screen is None:
+        return space.sample_uniform(rng)
+    return screen.sample(lambda: space.sample_uniform(rng), lambda k: int(rng.integers(k)), resample)
 
 
 STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (PPOStrategy, RandomStrategy, EvolutionStrategy)}
@@ -286,9 +356,27 @@ def build_strategy(name: str, space: SearchSpace, seed: int = 0, round_size: int
     if name not in STRATEGIES:
         raise NosError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}, "
                        f"or module:Class for a Strategy subclass of your own")
-    if name == "ppo" and round_size is not None and "config" not in options:
-        options["config"] = PPOConfig(batch_size=round_size)
+    if name == "ppo":
+        objective = {k: options.pop(k) for k in ("objective", "risk_epsilon") if k in options}
+        if "config" not in options and (round_size is not None or objective):
+            options["config"] = PPOConfig(batch_size=round_size or PPOConfig.batch_size, **objective)
     return STRATEGIES[name](space, seed, **options)
+
+
+def strategy_options(config) -> dict:
+    """The settings of a SearchConfig that go to its built-in strategy's constructor through
+    `build_strategy`: PPO's objective, risk_epsilon and warm_start; evolution's warm_start (a plug-in
+    and random search take none). The search builds its strategy as
+
+        build_strategy(config.strategy, space, seed, round_size, **strategy_options(config))
+    """
+    warm_start = tuple(n.strip() for n in getattr(config, "warm_start", "").split(",") if n.strip())
+    if config.strategy == "ppo":
+        return {"objective": getattr(config, "objective", "mean"),
+                "risk_epsilon": getattr(config, "risk_epsilon", PPOConfig.risk_epsilon), "warm_start": warm_start}
+    if config.strategy == "evolution":
+        return {"warm_start": warm_start}
+    return {}
 
 
 def plugin_class(spec: str) -> type[Strategy]:
@@ -328,4 +416,4 @@ def plugin_class(spec: str) -> type[Strategy]:
 
 
 __all__ = ["STRATEGIES", "EvolutionStrategy", "PPOStrategy", "Proposal", "RandomStrategy", "Strategy",
-           "build_strategy", "plugin_class"]
+           "build_strategy", "plugin_class", "screened_uniform", "strategy_options"]

@@ -47,18 +47,35 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
-    """The `nos` parser; `argv`, the words it will parse, lets a usage error explain `--`."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The `nos` parser; `argv`, the words it will parse, lets a usage error explain `--`, and only
+    the command it names is imported (None: every command, fully)."""
+    everything = argv is None
+    argv = () if argv is None else argv
     dash = tuple(w for w in argv if w.startswith("-") and w not in ("-", "--"))
     parser = _Parser(prog="nos", description="Neural optimizer search with symbolic update rules.",
                      dash_words=dash)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    chosen = _command_word(argv)
     for name, (module, help_text) in COMMANDS.items():
+        if everything:
+            chosen = name
+        if chosen is not None and name != chosen:
+            continue  # only the command being run is imported: `nos parse` pays for no other
+        if chosen is None:  # `nos --help` or a usage error: the list of commands is enough
+            sub.add_parser(name, help=help_text, dash_words=dash)
+            continue
         cmd = importlib.import_module(module)
         p = sub.add_parser(name, help=help_text, description=cmd.__doc__, dash_words=dash)
         add_config_arguments(p, cmd.Config)
     return parser
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The command argv runs (its first word that is not an option), when it names one."""
+    word = next((w for w in argv if not w.startswith("-")), None)
+    return word if word in COMMANDS else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,9 +90,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NosError as err:
         sys.stderr.write(f"error: {' '.join(str(err).split())}\n")
         return 2
+    except OSError as err:  # a path nos could not read, write or make
+        sys.stderr.write(f"error: {_os_error_text(err)}\n")
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
+
+
+def _os_error_text(err: OSError) -> str:
+    """One line naming the path an OSError is about and why: `cannot write /proc/x: Permission denied`."""
+    reason = err.strerror or type(err).__name__
+    path = err.filename if err.filename is not None else None
+    if path is None:
+        return f"{reason} ({' '.join(str(err).split())})"
+    other = f" -> {err.filename2}" if err.filename2 is not None else ""
+    return f"cannot use {path}{other}: {reason}"
 
 
 if __name__ == "__main__":

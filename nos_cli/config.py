@@ -1,7 +1,7 @@
 """Typed command configs -> argparse. Each command declares a dataclass; its fields become options.
 
 Field metadata keys: help (str), positional (bool), nargs, choices, flag (the option spelling when it is
-not --field-name), short (e.g. "-k"), given (bool: the field is no option; it receives the names of the
+not --field-name), short (e.g. "-k"), append (bool: the option may repeat, each value joining a tuple), given (bool: the field is no option; it receives the names of the
 fields whose options were given on the command line, so a command can tell `--budget 300` from the
 default 300).
 """
@@ -44,6 +44,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             continue
         if "nargs" in meta:
             kwargs["nargs"] = meta["nargs"]
+        if meta.get("append"):
+            kwargs["action"] = "append"
         parser.add_argument(*names, dest=f.name, type=kind, default=argparse.SUPPRESS, **kwargs)
 
 

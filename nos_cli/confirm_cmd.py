@@ -42,6 +42,10 @@ class Config(WorkerOptions):
     run: str = field(metadata={"positional": True, "help": "run directory of a search"})
     top: int = field(default=10, metadata={"help": "how many of the run's best distinct rules (K)"})
     seeds: int = field(default=5, metadata={"help": "seeds per rule (N), the same for every rule"})
+    epochs: int | None = field(default=None, metadata={"help": "length of the confirmation's final runs, in epochs "
+                                                                "(default: 10x the search's, 30 for a default search); "
+                                                                "every rule is also trained at the search's length, "
+                                                                "shown beside"})
     json: bool = field(default=False, metadata={"help": "print a JSON list"})
 
 
@@ -51,32 +55,47 @@ def run(config: Config) -> int:
     reporter = Reporter("confirm")
     try:
         report = confirm(Path(config.run), top=config.top, seeds=config.seeds,
-                         workers=config.study_workers(), on_progress=reporter.update)
+                         workers=config.study_workers(), on_progress=reporter.update, epochs=config.epochs)
     finally:
         reporter.close()
     ((task, summaries),) = report.summaries.items()
+    beside = {s.key: s for s in (report.beside or {}).get(task, [])}
     if config.json:
-        print(json.dumps([confirm_json(s) for s in summaries]))
+        print(json.dumps([confirm_json(s, beside.get(s.key), report.epochs, report.beside_epochs) for s in summaries]))
     else:
-        print(_table(task, report.seeds, summaries))
+        print(_table(task, report.seeds, summaries, beside, report.epochs, report.beside_epochs))
     return 0
 
 
-def confirm_json(s) -> dict:
-    """A confirmation row: summary_json with the test accuracy under explicit names."""
+def confirm_json(s, short=None, epochs: int | None = None, search_epochs: int | None = None) -> dict:
+    """A confirmation row: summary_json with the test accuracy under explicit names, the length it was
+    trained at, and the same rule at the search's length (`search_*`, `flipped`: the verdicts differ)."""
     from controller.studies.summary import summary_json
 
     d = summary_json(s)
     d["test_acc_mean"], d["test_acc_ci95"] = d.pop("mean"), d.pop("ci95")
+    d["epochs"], d["search_epochs"] = epochs, search_epochs
+    d["search_test_acc_mean"] = short.test.mean if short is not None and short.test is not None else None
+    d["search_verdict"] = short.verdict if short is not None else None
+    d["search_best_baseline"] = short.baseline if short is not None else None
+    d["flipped"] = short is not None and short.verdict != s.verdict
     return d
 
 
-def _table(task: str, seeds: list[int], summaries) -> str:
+def _table(task: str, seeds: list[int], summaries, beside: dict | None = None, epochs: int | None = None,
+           search_epochs: int | None = None) -> str:
+    beside = beside or {}
     baseline = next((s.baseline for s in summaries if s.baseline), "none")
-    lines = [f"{task}: test accuracy over seeds {', '.join(map(str, seeds))}; paired against the best "
-             f"baseline, {baseline}; verdict by the paired t-test at p < 0.05",
-             f"{'test %':>7}  {'95% CI':>15}  {'delta':>6}  {'p (t)':>7}  {'p (W)':>7}  {'verdict':<7}  "
-             f"{'steps':>6}  {'source':<8}  rule"]
+    short_baseline = next((s.baseline for s in beside.values() if s.baseline), "none")
+    at = f" after {epochs} epochs" if epochs else ""
+    metric = summaries[0].metric if summaries else "accuracy"  # the task's score, in percent (x 100)
+    lines = [f"{task}: test {metric}{at} (x 100) over seeds {', '.join(map(str, seeds))}; paired against the best "
+             f"baseline, {baseline}; verdict by the paired t-test at p < 0.05"]
+    if search_epochs is not None and search_epochs != epochs:
+        lines.append(f"beside it, at the search's length ({search_epochs} epochs, best baseline {short_baseline}): "
+                     f"test % and verdict; ! marks a verdict that flips between the two lengths")
+    lines.append(f"{'test %':>7}  {'95% CI':>15}  {'delta':>6}  {'p (t)':>7}  {'p (W)':>7}  {'verdict':<7}  "
+                 f"{'steps':>6}  {f'@{search_epochs}':>6}  {'verdict':<8}  {'source':<8}  rule")
     for s in summaries:
         mean = "-" if s.test is None else f"{100 * s.test.mean:.2f}"
         ci = "-" if s.test is None or s.test.low is None else f"[{100 * s.test.low:.2f}, {100 * s.test.high:.2f}]"
@@ -84,11 +103,17 @@ def _table(task: str, seeds: list[int], summaries) -> str:
         p_t, p_w = (_p(s.paired.p_ttest), _p(s.paired.p_wilcoxon)) if s.paired else ("-", "-")
         steps = "-" if s.steps_to_target is None else str(s.steps_to_target)
         killed = f"  ({s.failed} killed, {s.errors} errors)" if s.failed or s.errors else ""
+        short = beside.get(s.key)
+        short_mean = "-" if short is None or short.test is None else f"{100 * short.test.mean:.2f}"
+        flip = "-" if short is None else short.verdict + ("!" if short.verdict != s.verdict else "")
         lines.append(f"{mean:>7}  {ci:>15}  {delta:>6}  {p_t:>7}  {p_w:>7}  {s.verdict:<7}  {steps:>6}  "
-                     f"{s.source:<8}  {s.rule}{killed}")
+                     f"{short_mean:>6}  {flip:<8}  {s.source:<8}  {s.rule}{killed}")
     better = [s for s in summaries if s.source == "search" and s.verdict == "better"]
     lines.append(f"\n{len(better)} of {sum(s.source == 'search' for s in summaries)} rules beat the best "
-                 f"baseline at p < 0.05" + (": " + ", ".join(s.rule for s in better) if better else ""))
+                 f"baseline{at} at p < 0.05" + (": " + ", ".join(s.rule for s in better) if better else ""))
+    flipped = [s.rule for s in summaries if s.key in beside and beside[s.key].verdict != s.verdict]
+    if flipped and search_epochs != epochs:
+        lines.append(f"verdict flips between {search_epochs} and {epochs} epochs: " + ", ".join(flipped))
     return "\n".join(lines)
 
 

@@ -6,13 +6,11 @@ a rule name such as powersign-cd) run by SymbolicOptimizer, through the same pro
 from __future__ import annotations
 
 import json
-import statistics
 import sys
-from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
+from nos_cli.task_option import TASK_HELP, parse_task_options, task_option_field
 from nos_symbolic.evaluate import DEFAULT_PROTOCOL
-from nos_symbolic.tasks import TASK_NAMES
 from nos_symbolic.tasks.train import DEFAULT_LRS
 
 
@@ -20,11 +18,11 @@ from nos_symbolic.tasks.train import DEFAULT_LRS
 class Config:
     rules: tuple[str, ...] = field(metadata={"positional": True, "nargs": "+",
                                              "help": "rules or names (sgd, momentum, adam, rmsprop, powersign-cd, ...)"})
-    task: str = field(default="mnist1d", metadata={"choices": list(TASK_NAMES),
-                                                   "help": "child task (default mnist1d)"})
+    task: str = field(default="mnist1d", metadata={"help": TASK_HELP})
+    task_option: tuple[str, ...] = task_option_field()
     data_dir: str | None = field(default=None, metadata={"help": "CIFAR-10 folder (cifar-10-batches-py/ or train/ and test/ image folders)"})
     subset: int | None = field(default=None, metadata={"help": "CIFAR-10: use N training images (class-balanced)"})
-    seeds: int = field(default=1, metadata={"help": "seeds per rule; accuracies are mean ± std"})
+    seeds: int = field(default=1, metadata={"help": "seeds per rule; scores are mean ± std"})
     epochs: int | None = field(default=None, metadata={"help": "epochs of the final run (default: 3 with halving, 5 "
                                                                 "with full)"})
     protocol: str = field(default=DEFAULT_PROTOCOL, metadata={"help": "halving (the search's default) or full (the lr grid, "
@@ -38,67 +36,64 @@ class Config:
 def run(config: Config) -> int:
     from tqdm import tqdm
 
+    from controller.api import evaluate
     from nos_symbolic.errors import NosError
-    from nos_symbolic.evaluate import BASELINE_NAMES, EvalConfig, evaluate, task_for
-    from nos_symbolic.rule import parse_rule
+    from nos_symbolic.evaluate import EvalConfig
 
     if config.seeds < 1 or (config.epochs is not None and config.epochs < 1):
         raise NosError("--seeds and --epochs must be at least 1")
-    base = EvalConfig(task=config.task, data_dir=config.data_dir, subset=config.subset, epochs=config.epochs,
+    base = EvalConfig(task=config.task, task_options=tuple(parse_task_options(config.task_option).items()),
+                      data_dir=config.data_dir, subset=config.subset, epochs=config.epochs,
                       lrs=tuple(config.lrs), grid_epochs=config.grid_epochs, device=config.device,
                       protocol=config.protocol)
-    keys = {spec: None if spec in BASELINE_NAMES else parse_rule(spec).key for spec in config.rules}  # fail fast
-    task_for(base)  # load data before the progress bar starts (and fail fast on a bad --data-dir)
-    rows = []
+    for spec in config.rules:  # fail fast, naming the rule that does not parse
+        _check_rule(spec)
     with tqdm(total=len(config.rules) * config.seeds, desc="eval", unit="run", file=sys.stderr,
               disable=not sys.stderr.isatty()) as bar:
-        for spec in config.rules:
-            results = []
-            for i in range(config.seeds):
-                bar.set_postfix_str(spec[:40])
-                results.append(evaluate(spec, replace(base, seed=i)))
-                bar.update()
-            rows.append(_summary(spec, keys[spec], results))
+        rows = evaluate(config.rules, seeds=config.seeds, config=base,
+                        on_result=lambda spec, seed, result: (bar.set_postfix_str(spec[:40]), bar.update()))
     if config.json:
         print(json.dumps(rows))
     else:
-        print(_table(rows, config))
+        print(_table(rows, base, config.seeds))
     return 0
 
 
-def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
-    present = [v for v in values if v is not None]
-    if not present:
-        return None, None
-    return statistics.fmean(present), statistics.pstdev(present) if len(present) > 1 else 0.0
+def _check_rule(spec: str) -> None:
+    """Parse `spec` unless it names a torch baseline; a NosError naming the rule when it does not parse."""
+    from nos_symbolic.errors import NosError, RuleError
+    from nos_symbolic.evaluate import BASELINE_NAMES
+    from nos_symbolic.rule import parse_rule
+
+    if spec in BASELINE_NAMES:
+        return
+    try:
+        parse_rule(spec)
+    except RuleError as err:
+        raise NosError(f"rule {spec!r}: {err}") from None
 
 
-def _summary(spec: str, key: str | None, results: list) -> dict:
-    statuses = [r.status for r in results]
-    status = next((s for s in statuses if s != "ok"), "ok")
-    lrs = [r.lr for r in results if r.lr is not None]
-    val, val_std = _mean_std([r.val_acc for r in results])
-    test, test_std = _mean_std([r.test_acc for r in results])
-    return {
-        "rule": spec, "key": key, "status": status,
-        "lr": Counter(lrs).most_common(1)[0][0] if lrs else None,
-        "val_acc": val, "val_acc_std": val_std, "test_acc": test, "test_acc_std": test_std,
-        "seconds": sum(r.seconds for r in results),
-        "reason": next((r.reason for r in results if r.reason), ""),
-    }
+def _cell(mean: float | None, std: float | None, percent: bool) -> str:
+    """mean ± std, in percent for an accuracy, else as the metric's own number."""
+    if mean is None:
+        return "-"
+    return f"{100 * mean:5.1f} ± {100 * std:3.1f}" if percent else f"{mean:.4g} ± {std:.2g}"
 
 
-def _pct(mean: float | None, std: float | None) -> str:
-    return "-" if mean is None else f"{100 * mean:5.1f} ± {100 * std:3.1f}"
-
-
-def _table(rows: list[dict], config: Config) -> str:
+def _table(rows: list[dict], config, seeds: int) -> str:
+    metric = rows[0]["metric"] if rows else "accuracy"
+    percent = metric.endswith("accuracy")
+    head = {"accuracy": ("val acc %", "test acc %")}.get(metric, (f"val {metric}" + " %" * percent,
+                                                                    f"test {metric}" + " %" * percent))
     width = max(12, *(len(r["rule"]) for r in rows))
-    lines = [f"task {config.task}, {config.epochs} epochs, {config.seeds} seed(s), lr grid {list(config.lrs)}",
-             f"{'rule':<{width}}  {'lr':>7}  {'val acc %':>12}  {'test acc %':>12}  {'status':<8}  {'s':>6}"]
-    for r in sorted(rows, key=lambda r: -(r["val_acc"] or -1)):
+    cell = max(12, *(len(h) for h in head))
+    lines = [f"task {config.task}, {config.epochs} epochs, {seeds} seed(s), lr grid {list(config.lrs)}, "
+             f"score: {metric}",
+             f"{'rule':<{width}}  {'lr':>7}  {head[0]:>{cell}}  {head[1]:>{cell}}  {'status':<8}  {'s':>6}"]
+    missing = -float("inf")
+    for r in sorted(rows, key=lambda r: -(missing if r["val_acc"] is None else r["val_acc"])):
         lr = "-" if r["lr"] is None else f"{r['lr']:.0e}"
-        line = (f"{r['rule']:<{width}}  {lr:>7}  {_pct(r['val_acc'], r['val_acc_std']):>12}  "
-                f"{_pct(r['test_acc'], r['test_acc_std']):>12}  {r['status']:<8}  {r['seconds']:6.1f}")
+        line = (f"{r['rule']:<{width}}  {lr:>7}  {_cell(r['val_acc'], r['val_acc_std'], percent):>{cell}}  "
+                f"{_cell(r['test_acc'], r['test_acc_std'], percent):>{cell}}  {r['status']:<8}  {r['seconds']:6.1f}")
         lines.append(line + (f"  ({r['reason']})" if r["status"] != "ok" and r["reason"] else ""))
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Parse a rule and print its canonical form, LaTeX, key, fingerprints and flags."""
+"""Parse a rule and print its DSL text (`rule`), canonical form, LaTeX, key, fingerprints and flags."""
 from __future__ import annotations
 
 import json
@@ -13,9 +13,12 @@ class Config:
 
 def run(config: Config) -> int:
     from nos_symbolic import parse_rule
+    from nos_symbolic.dsl import to_dsl
 
     rule = parse_rule(config.rule)
     info = rule.to_dict()
+    # The DSL text a person reads (re-parses to the same key), after what was typed, as every command's `rule`.
+    info = {"input": info.pop("input"), "rule": to_dsl(rule), **info}
     if config.json:
         print(json.dumps(info))
         return 0

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controller.promotion import DEFAULT_DECAYS, DEFAULT_LENGTHS, DEFAULT_PROMOTE
+from nos_cli.task_option import TASK_HELP, parse_task_options, task_option_field
 from nos_symbolic.evaluate import DEFAULT_PROTOCOL
 from nos_symbolic.tasks.train import DEFAULT_LRS
 
@@ -34,7 +36,8 @@ class Config:
     address: str | None = field(default=None, metadata={"help": "Ray address: auto or ray://host:10001 (default: a local Ray instance)"})
     cpus_per_eval: float = field(default=1.0, metadata={"help": "Ray: CPUs per evaluation"})
     gpus_per_eval: float = field(default=0.0, metadata={"help": "Ray: GPUs per evaluation (the child task then runs on cuda)"})
-    task: str = field(default="mnist1d", metadata={"help": "child task (mnist1d, mnist1d-mlp, cifar10, ...)"})
+    task: str = field(default="mnist1d", metadata={"help": TASK_HELP})
+    task_option: tuple[str, ...] = task_option_field()
     data_dir: str | None = field(default=None, metadata={"help": "the task's data folder (CIFAR-10)"})
     subset: int | None = field(default=None, metadata={"help": "CIFAR-10: training images to use"})
     epochs: int | None = field(default=None, metadata={"help": "epochs of each final run (default: 3 with halving, "
@@ -48,6 +51,23 @@ class Config:
     hurdle_quantile: str = field(default="auto", metadata={"help": "halving: a final run below this quantile of recent "
                                                                    "rules after epoch 1 stops (auto: 0.25; none: no "
                                                                    "hurdle)"})
+    lengths: tuple[int, ...] | None = field(default=None, metadata={
+        "nargs": "*", "help": "epochs of the longer trainings the best rules are promoted to, in order (default: "
+                             f"those of {' '.join(map(str, DEFAULT_LENGTHS))} longer than --epochs; none given: "
+                             "every rule at --epochs only)"})
+    promote: float = field(default=DEFAULT_PROMOTE, metadata={"help": "fraction of each length's rules promoted "
+                                                                      "to the next"})
+    decays: tuple[str, ...] = field(default=DEFAULT_DECAYS, metadata={
+        "nargs": "*", "help": "schedules whose variants (rule)*decay are trained beside each rule promoted to "
+                             "the first longer length (none given: no variants)"})
+    objective: str = field(default="mean", metadata={"choices": ["mean", "best"], "help": "ppo: train on every "
+                           "sample against a moving-average baseline (mean), or on the top --risk-epsilon of each "
+                           "batch against its quantile (best: risk-seeking)"})
+    risk_epsilon: float = field(default=0.25, metadata={"help": "--objective best: the fraction of each batch "
+                                                                "trained on"})
+    warm_start: tuple[str, ...] = field(default=(), metadata={
+        "nargs": "*", "help": "ppo, evolution: named optimizers proposed first (sgd, momentum, adam, rmsprop, "
+                             "powersign, addsign, each also -ld, -cd, -rd; all: every one the space expresses)"})
     top: int = field(default=10, metadata={"help": "best rules to print at the end"})
     given: frozenset[str] = field(default=frozenset(), metadata={"given": True})
 
@@ -56,8 +76,11 @@ class Config:
 SETTINGS = {"strategy": "strategy", "budget": "budget", "workers": "workers", "seed": "seed", "groups": "n_groups",
             "round_size": "round_size", "timeout": "timeout", "backend": "backend", "address": "address",
             "cpus_per_eval": "cpus_per_eval", "gpus_per_eval": "gpus_per_eval", "task": "eval.task",
+            "task_option": "eval.task_options",
             "data_dir": "eval.data_dir", "subset": "eval.subset", "epochs": "eval.epochs", "lrs": "eval.lrs",
-            "eval_seed": "eval.seed", "protocol": "eval.protocol", "hurdle_quantile": "eval.hurdle_quantile"}
+            "eval_seed": "eval.seed", "protocol": "eval.protocol", "hurdle_quantile": "eval.hurdle_quantile",
+            "lengths": "lengths", "promote": "promote", "decays": "decays", "objective": "objective",
+            "risk_epsilon": "risk_epsilon", "warm_start": "warm_start"}
 
 
 def hurdle_quantile(text: str) -> float | str | None:
@@ -80,18 +103,26 @@ def search_config(config: Config):
     """The SearchConfig this command line describes."""
     import os
 
+    from controller.ppo import PPOConfig
     from controller.search import SearchConfig
+    from controller.warmstart import warm_start_names
     from nos_symbolic.evaluate import EvalConfig
 
-    eval_config = EvalConfig(task=config.task, data_dir=config.data_dir, subset=config.subset, epochs=config.epochs,
+    eval_config = EvalConfig(task=config.task, task_options=tuple(parse_task_options(config.task_option).items()),
+                             data_dir=config.data_dir, subset=config.subset, epochs=config.epochs,
                              lrs=tuple(config.lrs), seed=config.eval_seed, protocol=config.protocol,
                              hurdle_quantile=hurdle_quantile(config.hurdle_quantile),
                              device="cuda" if config.gpus_per_eval > 0 else "cpu")
     workers = config.workers if config.workers is not None else (os.cpu_count() or 1)
+    PPOConfig(objective=config.objective, risk_epsilon=config.risk_epsilon)  # checked before a run starts
     return SearchConfig(strategy=config.strategy, budget=config.budget, workers=workers, seed=config.seed,
                         n_groups=config.groups, round_size=config.round_size, timeout=config.timeout,
                         backend=config.backend, address=config.address, cpus_per_eval=config.cpus_per_eval,
-                        gpus_per_eval=config.gpus_per_eval, eval=eval_config)
+                        gpus_per_eval=config.gpus_per_eval,
+                        lengths=None if config.lengths is None else tuple(config.lengths),
+                        promote=config.promote, decays=tuple(config.decays), eval=eval_config,
+                        objective=config.objective, risk_epsilon=config.risk_epsilon,
+                        warm_start=",".join(warm_start_names(config.warm_start)))
 
 
 def run(config: Config) -> int:
@@ -113,18 +144,43 @@ def run(config: Config) -> int:
     for note in search.notes:
         sys.stderr.write(f"note: {note}\n")
     reporter = Reporter(search_cfg.budget)
+    previous = _interrupt_on_sigterm()
     try:
         progress = search.run(reporter.update)
-        top = search.store.top(config.top)
     except KeyboardInterrupt:
         reporter.close()
         sys.stderr.write(_interrupted(search))
         return 130
     finally:
+        _restore_sigterm(previous)
         reporter.close()
         search.close()
-    print(_summary(progress, top, search.run_dir))
+    print(_summary(progress, config.top, search.run_dir))
     return 0
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (kill, Slurm, Kubernetes) stops a search as Ctrl-C does."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _interrupt_on_sigterm() -> object:
+    """Make SIGTERM raise KeyboardInterrupt in the main thread; the handler it replaces (None when
+    this is not the main thread, where Python allows no handler)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _restore_sigterm(previous: object) -> None:
+    """Put back the SIGTERM handler `_interrupt_on_sigterm` replaced."""
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _interrupted(search) -> str:
@@ -164,16 +220,23 @@ class Reporter:
             self.bar = None
 
 
-def _summary(p, top, run_dir: Path) -> str:
-    from nos_symbolic.dsl import dsl_text
+def _summary(p, top_k: int, run_dir: Path) -> str:
+    from controller.api import run_metric
 
-    minutes = max(p.wall_seconds, 1e-9) / 60
-    lines = [f"{p.evaluations} evaluations, {p.samples} samples ({p.cache_hits} cache hits, {p.rejected} rejected "
-             f"by the pre-screen) in {p.wall_seconds:.0f} s: {p.evaluations / minutes:.1f} evaluations/min",
-             "", f"{'reward':>7}  {'test':>6}  {'lr':>7}  rule"]
-    for r in top:
-        test = "-" if r.result.test_acc is None else f"{r.result.test_acc:.4f}"
-        lr = "-" if r.result.lr is None else f"{r.result.lr:.0e}"
-        lines.append(f"{r.result.reward:7.4f}  {test:>6}  {lr:>7}  {dsl_text(r.text)}")
-    lines += ["", f"run directory: {run_dir}"]
+    from controller.api import leaderboard
+    from nos_cli.top_cmd import table
+
+    lines = [f"{p.evaluations} trainings ({p.promoted} of them promotions to longer runs), {p.samples} samples "
+             f"({p.cache_hits} cache hits, {p.rejected} rejected by the pre-screen); {_throughput(p)}", "",
+             table(leaderboard(run_dir, top_k))]
+    lines += ["", f"score: {run_metric(run_dir)} (reward on validation, test on the test split)",
+              f"run directory: {run_dir}"]
     return "\n".join(lines)
+
+
+def _throughput(p) -> str:
+    """This invocation's trainings and their rate: a resumed run's earlier trainings are not counted."""
+    new = p.evaluations - getattr(p, "evaluations_at_start", 0)
+    minutes = max(p.wall_seconds, 1e-9) / 60
+    resumed = f" ({p.evaluations - new} were already stored)" if new != p.evaluations else ""
+    return f"{new} trained in {p.wall_seconds:.0f} s{resumed}: {new / minutes:.1f} trainings/min"

@@ -1,4 +1,5 @@
-"""The best rules of a search run."""
+"""The best rules of a search run: those trained at the longest length first (multi-fidelity
+promotion), each by its score at the longest length it reached."""
 from __future__ import annotations
 
 import json
@@ -13,30 +14,25 @@ class Config:
 
 
 def run(config: Config) -> int:
-    from pathlib import Path
+    from controller.api import leaderboard
 
-    from controller.store import STORE_FILENAME, RunStore
-    from nos_symbolic.dsl import dsl_text
-    from nos_symbolic.errors import NosError
-
-    path = Path(config.run)
-    if config.k < 0:
-        raise NosError(f"--top must be an integer >= 0, got {config.k}")
-    if not path.exists():
-        raise NosError(f"run directory {path} not found")
-    if path.is_dir() and not (path / STORE_FILENAME).is_file():
-        raise NosError(f"{path} is not a run directory (no {STORE_FILENAME})")
-    with RunStore.open_readonly(path) as store:  # never writes: a search may be running
-        top = store.top(config.k)
-    rows = [{"rule": dsl_text(r.text), "canonical": r.canonical, "latex": r.latex, "key": r.key, "reward": r.result.reward,
-             "val_acc": r.result.val_acc, "test_acc": r.result.test_acc, "lr": r.result.lr,
-             "status": r.result.status} for r in top]
+    rows = leaderboard(config.run, config.k)
     if config.json:
         print(json.dumps(rows))
         return 0
-    print(f"{'reward':>7}  {'test':>6}  {'lr':>7}  rule")
+    metric = rows[0]["metric"] if rows else ""
+    print(table(rows) + (f"\n(reward: {metric} on validation, test: on the test split, at the longest length "
+                         f"each rule reached; @search: the reward at the search's length)" if metric else ""))
+    return 0
+
+
+def table(rows: list[dict]) -> str:
+    """Leaderboard rows as a table: length, reward and test score there, lr, reward at the search's length."""
+    lines = [f"{'epochs':>6}  {'reward':>7}  {'test':>6}  {'lr':>7}  {'@search':>7}  rule"]
     for r in rows:
         test = "-" if r["test_acc"] is None else f"{r['test_acc']:.4f}"
         lr = "-" if r["lr"] is None else f"{r['lr']:.0e}"
-        print(f"{r['reward']:7.4f}  {test:>6}  {lr:>7}  {r['rule']}")
-    return 0
+        epochs = "-" if r["epochs"] is None else f"{r['epochs']:g}"
+        lines.append(f"{epochs:>6}  {r['reward']:7.4f}  {test:>6}  {lr:>7}  {r['search_reward']:7.4f}  {r['rule']}")
+    return "\n".join(lines)
+

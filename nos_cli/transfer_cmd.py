@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nos_cli.confirm_cmd import Reporter, WorkerOptions
+from nos_cli.task_option import parse_task_options, task_option_field
 
 TASKS = "mnist1d-mlp,mnist1d-shuffled,charlm"
 
@@ -27,10 +28,12 @@ class Config(WorkerOptions):
     run_dir: str | None = field(default=None, metadata={"help": "with --rules: the run directory to store the "
                                                                 "trainings in (default runs/transfer-DATE-TIME)"})
     tasks: str = field(default=TASKS, metadata={"help": "comma-separated held-out tasks (mnist1d, mnist1d-mlp, "
-                                                        "mnist1d-shuffled, charlm, cifar10)"})
+                                                        "mnist1d-shuffled, charlm, cifar10, or module:function "
+                                                        "for a task of your own)"})
+    task_option: tuple[str, ...] = task_option_field()
     seeds: int = field(default=5, metadata={"help": "seeds per rule and task, the same for every rule"})
     top: int = field(default=3, metadata={"help": "how many of the run's confirmed rules"})
-    epochs: int | None = field(default=None, metadata={"help": "epochs of each final run (default: the run's)"})
+    epochs: int | None = field(default=None, metadata={"help": "epochs of each final run (default: 10x the run's, 30 for a default search)"})
     lrs: tuple[float, ...] | None = field(default=None, metadata={"nargs": "+", "help": "learning-rate grid (default: the run's)"})
     grid_epochs: float | None = field(default=None, metadata={"help": "epochs of each grid run (default: the run's)"})
     data_dir: str | None = field(default=None, metadata={"help": "cifar10: the CIFAR-10 folder"})
@@ -54,7 +57,8 @@ def run(config: Config) -> int:
                             rules_file=Path(config.rules) if config.rules else None,
                             out_dir=Path(config.run_dir) if config.run_dir else None)
     protocol = Protocol(epochs=config.epochs, lrs=config.lrs, grid_epochs=config.grid_epochs,
-                        data_dir=config.data_dir, corpus=config.corpus)
+                        data_dir=config.data_dir, corpus=config.corpus,
+                        task_options=tuple(sorted(parse_task_options(config.task_option).items())))
     tasks = tuple(t.strip() for t in config.tasks.split(",") if t.strip())
     reporter = Reporter("transfer")
     try:

@@ -404,6 +404,7 @@ def _print_canonical(canonical: sympy.Expr) -> str:
     return text
 
 
+_NON_FINITE_NUMBERS = (sympy.oo, -sympy.oo, sympy.zoo, sympy.nan)
 MAX_INFLATION = 8  # characters a printed rule may run past the rule's own spelling
 
 
@@ -419,6 +420,8 @@ def to_dsl(rule_or_expr: Rule | sympy.Expr) -> str:
     """
     if isinstance(rule_or_expr, Rule):
         own = " ".join(rule_or_expr.text.split())
+        if rule_or_expr.canonical.has(*_NON_FINITE_NUMBERS):  # 1e300^15 reads better than 0^-1
+            return own
         try:
             printed = _print_canonical(rule_or_expr.canonical)
         except DslError:

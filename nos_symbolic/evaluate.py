@@ -16,7 +16,7 @@ config), and each worker builds the task's data once, not once per evaluation.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -27,7 +27,7 @@ from nos_symbolic.tasks.train import DEFAULT_GRID_EPOCHS, DEFAULT_LRS
 if TYPE_CHECKING:
     from nos_symbolic.tasks.protocol import Halving
 
-BASELINE_NAMES: tuple[str, ...] = ("sgd", "momentum", "adam", "rmsprop")
+BASELINE_NAMES: tuple[str, ...] = ("sgd", "momentum", "adam", "rmsprop", "adam-cosine")
 DEFAULT_PROTOCOL = "halving"  # bench/bench_protocol.py: 2x the evaluations per minute of full, less noise
 AUTO = "auto"  # hurdle_quantile: the protocol's default
 
@@ -41,10 +41,12 @@ def halving_pairs(knobs: "Halving") -> tuple[tuple[str, Any], ...]:
 class EvalConfig:
     """How a rule is scored. Every field is plain data so it travels to worker processes.
 
-    task:        mnist1d (default), mnist1d-mlp or cifar10
+    task:        mnist1d (default), mnist1d-mlp, mnist1d-shuffled, cifar10, charlm, or "module:function"
+                 for a task of the user's own (tasks/custom.py)
     data_dir:    CIFAR-10 folder (cifar-10-batches-py/ or train/<class>/, test/<class>/)
     subset:      CIFAR-10 training images to use (class-balanced; None: all)
-    epochs:      length of the final run (None: the protocol's default, 3 with halving, 5 with full)
+    epochs:      length of the final run (None: the protocol's default, 3 with halving, 5 with full;
+                 for a task of the user's own, its Task's epochs when it sets them)
     lrs:         the learning-rate grid (one lr: no grid)
     grid_epochs: length of each grid run (full)
     seed:        model initialisation, data order and the optimizer's random draws
@@ -53,13 +55,17 @@ class EvalConfig:
     protocol:    halving (the default: successive halving of the grid on prefixes of the final run,
                  the winner's run continued, validation averaged over its last epoch, a hurdle;
                  tasks/protocol.py) or full (the lr grid, then the final run; the paper's)
-    hurdle_quantile: halving only: a final run whose validation accuracy after the hurdle epoch is
+    hurdle_quantile: halving only: a final run whose validation metric after the hurdle epoch is
                  below this quantile of the search's recent rules at that step stops as `hurdled`
                  ("auto": the protocol's default, 0.25 with halving and none with full; None: no hurdle;
                  bench/bench_protocol.py measures what it costs the ranking)
     halving:     the halving protocol's knobs (tasks/protocol.py Halving) as sorted (name, value)
                  pairs, recorded so a run resumes with the protocol it started with (None: the
                  defaults with halving; always None with full)
+    task_options: the task's options (--task-option key=value) as sorted (name, value) pairs: the
+                 keyword arguments of a task of the user's own, or a built-in loader's data options
+    task_path:   for "module:function", the directory the module is imported from (found when the
+                 config is made, then recorded, so worker processes and resumed runs import it there)
     """
 
     task: str = "mnist1d"
@@ -74,12 +80,14 @@ class EvalConfig:
     protocol: str = DEFAULT_PROTOCOL
     hurdle_quantile: float | str | None = AUTO
     halving: tuple[tuple[str, Any], ...] | None = None
+    task_options: tuple[tuple[str, Any], ...] = ()
+    task_path: str | None = None
 
     def __post_init__(self) -> None:
         """Fill in the protocol's defaults (epochs, hurdle, knobs), then refuse a value no evaluation
         could use, naming its option; the data and the device are checked by `check_data` and
         `check_device`, on the machine that will use them."""
-        from nos_symbolic.tasks import _SPECS
+        from nos_symbolic.tasks import TASK_NAMES, data_options, is_custom
         from nos_symbolic.tasks.protocol import (
             DEFAULT_HALVING,
             PROTOCOL_EPOCHS,
@@ -91,7 +99,7 @@ class EvalConfig:
         if self.protocol not in PROTOCOL_NAMES:
             raise NosError(f"unknown protocol {self.protocol!r} (--protocol); expected one of "
                            f"{', '.join(PROTOCOL_NAMES)}")
-        if self.epochs is None:
+        if self.epochs is None and not is_custom(self.task):
             object.__setattr__(self, "epochs", PROTOCOL_EPOCHS[self.protocol])
         if isinstance(self.hurdle_quantile, str) and self.hurdle_quantile == AUTO:
             object.__setattr__(self, "hurdle_quantile", PROTOCOL_HURDLES[self.protocol])
@@ -105,8 +113,7 @@ class EvalConfig:
         elif self.halving is not None:
             raise NosError("halving knobs apply to --protocol halving only")
 
-        if self.task not in _SPECS:
-            raise NosError(f"unknown task {self.task!r} (--task); expected one of {', '.join(_SPECS)}")
+        self._check_task()
         self._check_int("--epochs", self.epochs, 1)
         self._check_int("the evaluation seed (--eval-seed)", self.seed, 0)
         if self.subset is not None:
@@ -130,7 +137,7 @@ class EvalConfig:
         params = self._loader_parameters()
         for name, flag in (("data_dir", "--data-dir"), ("subset", "--subset")):
             if getattr(self, name) is not None and name not in params:
-                takers = [t for t in _SPECS if name in EvalConfig._loader_parameters_of(t)]
+                takers = [t for t in TASK_NAMES if name in data_options(t)]
                 raise NosError(f"{flag} does not apply to the {self.task} task (only to {', '.join(takers)})")
         required = params.get("data_dir")
         if self.data_dir is None and required is not None and required.default is required.empty:
@@ -150,22 +157,59 @@ class EvalConfig:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise NosError(f"{flag}{what} must be a finite number > 0, got {value!r}")
 
+    def _check_task(self) -> None:
+        """Refuse an unknown task name or a malformed option; record where a task of the user's own
+        is imported from."""
+        from nos_symbolic.tasks import TASK_NAMES, is_custom
+        from nos_symbolic.tasks.custom import module_dir, split_spec
+
+        if not isinstance(self.task, str) or not (self.task in TASK_NAMES or is_custom(self.task)):
+            raise NosError(f"unknown task {self.task!r} (--task); expected one of {', '.join(TASK_NAMES)}, "
+                           f"or module:function for a task of your own")
+        options = dict(self.task_options) if isinstance(self.task_options, dict) else self.task_options
+        try:
+            pairs = tuple(sorted((str(k), _hashable(v)) for k, v in dict(options).items()))
+        except (TypeError, ValueError):
+            raise NosError(f"task options (--task-option) must be name=value pairs, got {self.task_options!r}") from None
+        object.__setattr__(self, "task_options", pairs)
+        if not is_custom(self.task):
+            if self.task_path is not None:
+                raise NosError(f"task_path applies to a task of your own (module:function), not {self.task}")
+            reserved = {"epochs", "data_dir", "subset"} & {k for k, _ in pairs}
+            if reserved:
+                raise NosError(f"--task-option {', '.join(sorted(reserved))}: pass it as its own option "
+                               f"(--{sorted(reserved)[0].replace('_', '-')})")
+            return
+        split_spec(self.task)
+        for name, flag in (("data_dir", "--data-dir"), ("subset", "--subset")):
+            if getattr(self, name) is not None:
+                raise NosError(f"{flag} applies to the built-in tasks; pass a task of your own its options "
+                               f"with --task-option key=value")
+        if self.task_path is None:
+            object.__setattr__(self, "task_path", module_dir(self.task))
+        if self.epochs is None:  # the Task's own length, else the protocol's
+            from nos_symbolic.tasks.protocol import PROTOCOL_EPOCHS
+
+            object.__setattr__(self, "epochs", task_for(self).epochs or PROTOCOL_EPOCHS[self.protocol])
+
     def _loader_parameters(self) -> dict[str, Any]:
-        return EvalConfig._loader_parameters_of(self.task)
+        """The data options the task's loader takes (name -> inspect.Parameter); none for a task of
+        the user's own, which takes task_options."""
+        from nos_symbolic.tasks import data_options, is_custom
 
-    @staticmethod
-    def _loader_parameters_of(task: str) -> dict[str, Any]:
-        """The data options the task's loader takes (name -> inspect.Parameter)."""
-        import inspect
-
-        from nos_symbolic.tasks import _SPECS
-
-        return dict(inspect.signature(_SPECS[task][0]).parameters)
+        return {} if is_custom(self.task) else data_options(self.task)
 
     def check_data(self) -> None:
-        """Refuse a --data-dir that is not a folder on this machine (before a run writes anything)."""
+        """Refuse a --data-dir that is not a folder on this machine, and build a task of the user's own
+        and try it (tasks/custom.py check_task), before a run writes anything."""
         from pathlib import Path
 
+        from nos_symbolic.tasks import is_custom
+
+        if is_custom(self.task):
+            from nos_symbolic.tasks.custom import check_task
+
+            check_task(task_for(self), self.task)
         if self.data_dir is not None and not Path(self.data_dir).expanduser().is_dir():
             why = "does not exist" if not Path(self.data_dir).expanduser().exists() else "is not a folder"
             raise NosError(f"--data-dir {self.data_dir} {why}")
@@ -183,17 +227,29 @@ class EvalConfig:
         if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
             raise NosError(f"device {self.device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
-    def task_options(self) -> dict[str, Any]:
+    def get_task_options(self) -> dict[str, Any]:
         """The options `get_task` builds this config's task with."""
-        options: dict[str, Any] = {"epochs": self.epochs}
+        from nos_symbolic.tasks import is_custom
+
+        if is_custom(self.task):
+            return dict(self.task_options)
+        options: dict[str, Any] = {"epochs": self.epochs, **dict(self.task_options)}
         params = self._loader_parameters()
         options.update({name: getattr(self, name) for name in ("data_dir", "subset") if name in params})
         return options
+
+    def metric_name(self) -> str:
+        """What this config's score measures ("accuracy", "negative MSE", ...): a built-in task's from
+        its table, a task of the user's own from its Task (built here, once per process)."""
+        from nos_symbolic.tasks import is_custom, metric_of
+
+        return task_for(self).metric_name if is_custom(self.task) else metric_of(self.task)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["lrs"] = list(self.lrs)
         d["halving"] = None if self.halving is None else dict(self.halving)
+        d["task_options"] = dict(self.task_options)
         return d
 
     def halving_knobs(self) -> "Halving | None":
@@ -220,17 +276,32 @@ class EvalConfig:
         return cls(**d)
 
 
-@lru_cache(maxsize=4)
-def load_task(name: str, options: tuple[tuple[str, Any], ...]):
-    """The task's data and model, built once per process and configuration."""
-    from nos_symbolic.tasks import get_task
+def _hashable(value: Any) -> Any:
+    """An option's value as a hashable one (a JSON list back as a tuple), so configs cache tasks."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        raise TypeError("a task option cannot be a mapping")
+    hash(value)
+    return value
 
+
+@lru_cache(maxsize=4)
+def load_task(name: str, options: tuple[tuple[str, Any], ...], path: str | None = None):
+    """The task's data and model, built once per process and configuration; a task of the user's
+    own is imported with path on sys.path."""
+    from nos_symbolic.tasks import get_task, is_custom
+
+    if is_custom(name):
+        from nos_symbolic.tasks.custom import build_custom_task
+
+        return build_custom_task(name, dict(options), path)
     return get_task(name, **dict(options))
 
 
 def task_for(config: EvalConfig):
     """The task an EvalConfig names (cached)."""
-    return load_task(config.task, tuple(sorted(config.task_options().items())))
+    return load_task(config.task, tuple(sorted(config.get_task_options().items())), config.task_path)
 
 
 def rule_factory(rule, seed: int):
@@ -293,10 +364,11 @@ def run_protocol(task, factory, config: EvalConfig, curve: bool = False,
     # them to zero keeps such an evaluation from running into the timeout.
     flush = torch.set_flush_denormal(True)
     try:
-        return run_named_protocol(config.protocol, task, factory, lrs=config.lrs, epochs=config.epochs,
-                                  grid_epochs=config.grid_epochs, seed=config.seed, device=config.device,
-                                  curve=curve, hurdle_threshold=hurdle if config.protocol != "full" else None,
-                                  halving_knobs=knobs)
+        result = run_named_protocol(config.protocol, task, factory, lrs=config.lrs, epochs=config.epochs,
+                                    grid_epochs=config.grid_epochs, seed=config.seed, device=config.device,
+                                    curve=curve, hurdle_threshold=hurdle if config.protocol != "full" else None,
+                                    halving_knobs=knobs)
+        return replace(result, reward=reward_of(task, result.val_acc, config.seed, config.device))
     except Exception as err:  # a wild rule or a bug in one evaluation must not end a search
         return EvalResult(status="error", seed=config.seed, seconds=time.perf_counter() - start,
                           reason=f"{type(err).__name__}: {err}"[:500])
@@ -304,6 +376,20 @@ def run_protocol(task, factory, config: EvalConfig, curve: bool = False,
         torch.set_num_threads(threads)
         if flush:
             torch.set_flush_denormal(False)
+
+
+def reward_of(task, val: float | None, seed: int = 0, device: str = "cpu") -> float:
+    """The search's reward for a validation score val: max(0, val - floor), with floor 0 for a task
+    scored by accuracy (the reward is the accuracy) and, for any other metric, the score of the
+    untrained network from seed (so a rule that does no better than not training earns 0, as a
+    rejected or crashed one does, whatever the metric's sign or scale). 0 when val is None."""
+    from nos_symbolic.tasks import accuracy
+    from nos_symbolic.tasks.train import untrained_score
+
+    if val is None:
+        return 0.0
+    floor = 0.0 if task.metric is accuracy else untrained_score(task, seed, device)
+    return max(0.0, val - floor)
 
 
 def evaluate_job(payload: dict[str, Any]) -> EvalResult:

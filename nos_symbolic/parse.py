@@ -24,9 +24,11 @@ exhausting Python's recursion:
     folded to its value at once, for the same reason, and so is a constant SymPy cannot prove real
     ((-5)^(1/3) is 1/(3 + delta) away from an integer power): SymPy would carry it as a complex
     number and expand powers of it into real and imaginary parts, where torch computes NaN.
-  - SymPy may expand a power of a sum, (a + b + ...)^n, into its multinomial terms (to split real and
-    imaginary parts, say): a polynomial with a sum inside of degree above MAX_DENSE_DEGREE is refused,
-    and so is any sum raised to an integer power above it ((g^(1/3) + 1)^1e300).
+  - SymPy expands an integer power of a sum it cannot prove real, (g^(1/3) + m + 1)^n, into its
+    multinomial terms to split real and imaginary parts (exp(...)^(1/3) asks for them): 153 terms take
+    a second. Such a power is refused when its expansion would exceed MAX_EXPANSION_TERMS terms, before
+    SymPy computes it. Powers of real sums ((g + m)^30, g/g/.../g = g/(g + delta)^19), products of
+    sums and flat sums cost SymPy nothing of the kind and are not bounded here.
   - A tower of constants to symbolic powers, 0.5^(0.5^(...^g3)), costs SymPy seconds from about 16
     levels: more than MAX_TOWER levels are refused.
   - The rest of SymPy's work grows with the size of the expression, a millisecond or two a node: a
@@ -37,15 +39,19 @@ exhausting Python's recursion:
     RuleError, once it has spent MAX_BUILD_SECONDS of CPU time: a hundred times what a rule of the
     paper's space needs, so only such monsters can meet it, but whether one just at the bound is
     refused depends on the machine.
-  - The SymPy expression may nest at most MAX_DEPTH levels: every later stage (canonical form,
-    printing, LaTeX, the compiler, SymPy's own assumptions) recurses over it, using a few Python frames
-    a level, and this depth keeps all of them well inside Python's default limit of 1000.
+  - The rule as written may nest at most MAX_DEPTH levels of calls, parentheses and powers (a run
+    of + - * / is one level), and its SymPy expression at most MAX_SYMPY_DEPTH (log(x) is log|x|,
+    x / y is x * (y + delta)^-1: a level written is up to three in SymPy): every later stage
+    (canonical form, printing, LaTeX, the compiler, SymPy's own assumptions) recurses over it, using
+    a few Python frames a level, and this depth keeps all of them well inside Python's default limit
+    of 1000. A RecursionError inside SymPy all the same is a RuleError.
 """
 from __future__ import annotations
 
 import difflib
 import gc
 import itertools
+import math
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -58,16 +64,18 @@ from grammar import load_parser
 from nos_symbolic import functions as F
 from nos_symbolic.compile import compile_expr
 from nos_symbolic.errors import RuleError
+from nos_symbolic.numbers import compact
 from nos_symbolic.registry import DECAYS, NAMED_RULES, REGISTRY, Primitive, named_rule_text
 
 MAX_LENGTH = 4096  # characters; a 3-group rule of the paper's space is about 200
-MAX_DEPTH = 64  # nesting of the SymPy expression (and of parentheses); see the module docstring
+MAX_DEPTH = 64  # nesting of calls, parentheses and powers as written; see the module docstring
+MAX_SYMPY_DEPTH = 2 * MAX_DEPTH  # nesting of the SymPy expression the rule becomes
 MAX_LITERAL = 1e300  # literals beyond float range are refused rather than turned into huge integers
 MAX_CONSTANT_NODES = 16  # a constant subexpression larger than this is evaluated to a float
 MAX_DEGREE = 8  # of a polynomial in one signed operand (v, ld) alone; see the module docstring
 MAX_COEFFICIENT_BITS = 64  # of the numbers in such a polynomial of degree 2 or more
 MAX_TOWER = 8  # nesting of c^(d^(...)) over operands; 0.5^(0.5^(...(g3))) 16 deep takes seconds
-MAX_DENSE_DEGREE = 16  # of a power or product of sums, (g3 + m)^4 in the paper's space is 12
+MAX_EXPANSION_TERMS = 24  # multinomial terms of a power of a sum SymPy cannot prove real: 0.3 s
 MAX_BUILD_SECONDS = 0.5  # CPU time; a rule of the paper's space takes a few milliseconds
 MAX_NODES = 160  # tree size of the SymPy expression; the paper's 3-group rules stay below 60
 
@@ -100,7 +108,8 @@ def check_text(text: str) -> None:
         depth += ch == "("
         depth -= ch == ")"
         if depth > MAX_DEPTH:
-            raise RuleError(f"parentheses nested too deeply (limit {MAX_DEPTH})", *_position(text, i))
+            raise RuleError(f"rule nested too deeply: more than {MAX_DEPTH} levels of parentheses",
+                            *_position(text, i))
 
 
 def _position(text: str, index: int) -> tuple[int, int]:
@@ -117,7 +126,7 @@ def parse_tree(text: str) -> Tree:
     except UnexpectedCharacters as err:
         raise RuleError(f"unexpected character {text[err.pos_in_stream]!r}", err.line, err.column) from None
     except UnexpectedInput as err:
-        label = err.match_examples(parser.parse, _SYNTAX_EXAMPLES, use_accepts=True)
+        label = _stray_comma(text, err) or err.match_examples(parser.parse, _SYNTAX_EXAMPLES, use_accepts=True)
         if label is None:
             label = "unexpected end of rule" if isinstance(err, UnexpectedEOF) else "syntax error"
             token = getattr(err, "token", None)
@@ -128,6 +137,17 @@ def parse_tree(text: str) -> Tree:
             line, column = _position(text, len(text))
         raise RuleError(label, line, column) from None
     return tree
+
+
+def _stray_comma(text: str, err: UnexpectedInput) -> str | None:
+    """The message for a ',' outside any call's parentheses (`g,`), which no function's arguments explain."""
+    token = getattr(err, "token", None)
+    if token is None or str(token) != ",":
+        return None
+    before = text[: token.start_pos]
+    if before.count("(") > before.count(")"):
+        return None
+    return "unexpected ',' (a comma only separates a function's arguments)"
 
 
 @dataclass(frozen=True)
@@ -142,14 +162,32 @@ class _Facts:
     depth: int
     symbols: frozenset
     degree: int | None  # of the numerator once put over a common denominator, for a rational function
-    dense: bool  # a polynomial with a sum of symbols inside a power or product: SymPy may expand it
     inexact: bool  # holds a Float
     fraction: bool  # holds a negative power of a symbolic base
-    sum_power: int  # the largest integer power a sum with symbols inside is raised to (1: the sum itself)
+    real: bool  # real (or +-oo) for every value of the operands, as SymPy can see at once
+    nonnegative: bool  # and never negative
+    sum_terms: int  # the most terms of a sum inside that SymPy cannot prove real (0: none)
+    sum_power: int  # the largest integer power such a sum is raised to (1: the sum itself)
     tower: int  # nesting of constants to symbolic powers, c^(d^(... g))
+
+    def expansion(self, power: int = 1) -> int:
+        """Terms of the multinomial expansion of (a non-real sum inside)^(sum_power * power), the work
+        SymPy does to split it into real and imaginary parts (0 when there is nothing to expand)."""
+        return expansion_terms(self.sum_terms, self.sum_power * power)
+
+
+def expansion_terms(terms: int, power: int) -> int:
+    """Terms of (t_1 + ... + t_terms)^power multiplied out: C(power + terms - 1, terms - 1); 0 for a
+    power below 2, and just past MAX_EXPANSION_TERMS when the power alone exceeds it."""
+    if power < 2 or terms < 2:
+        return 0
+    if power > MAX_EXPANSION_TERMS:
+        return MAX_EXPANSION_TERMS + 1
+    return math.comb(power + terms - 1, terms - 1)
 
 
 _VARYING = (F.Drop, F.CosineDecay, F.RestartDecay)  # nodes whose value is not fixed
+_NONNEGATIVE_FUNCTIONS = (sympy.Abs, sympy.exp, F.CosineDecay, F.RestartDecay)
 
 
 class _FactBook:
@@ -167,38 +205,26 @@ class _FactBook:
         size = 1 + sum(k.size for k in kids)
         depth = 1 + max((k.depth for k in kids), default=0)
         if node.is_Symbol:
-            return _Facts(bits, node is F.delta, size, depth, frozenset([node]), 1, False, False, False, 0, 0)
+            return _Facts(bits, node is F.delta, size, depth, frozenset([node]), 1, False, False,
+                          node.is_real is True, node.is_nonnegative is True, 0, 0, 0)
         constant = not isinstance(node, _VARYING) and all(k.constant for k in kids)
         symbols = frozenset().union(*(k.symbols for k in kids))
-        degrees = [k.degree for k in kids]
-        if not symbols:
-            degree = 0
-        elif None in degrees:
-            degree = None
-        elif isinstance(node, sympy.Add):  # over a common denominator the degrees of fractions add up
-            degree = sum(degrees) if any(k.fraction for k in kids) else max(degrees)
-        elif isinstance(node, sympy.Mul):
-            degree = sum(degrees)
-        elif isinstance(node, sympy.Pow) and node.exp.is_Integer:  # a negative power is a denominator's
-            degree = degrees[0] * abs(int(node.exp))
-        else:
-            degree = None
-        dense = degree is not None and bool(symbols) and (
-            isinstance(node, sympy.Add) or any(k.dense for k in kids))
+        degree = _degree(node, kids, symbols)
         inexact = node.is_Float or any(k.inexact for k in kids)
         fraction = any(k.fraction for k in kids) or (
             isinstance(node, sympy.Pow) and bool(kids[0].symbols) and node.exp.is_negative is True)
+        real, nonnegative = _sign_facts(node, kids)
+        sum_terms = max((k.sum_terms for k in kids), default=0)
         sum_power = max((k.sum_power for k in kids), default=0)
-        if isinstance(node, sympy.Add) and symbols:
-            sum_power = max(sum_power, 1)
+        if isinstance(node, sympy.Add) and symbols and not real:
+            sum_terms, sum_power = max(sum_terms, len(node.args)), max(sum_power, 1)
         elif isinstance(node, sympy.Pow) and node.exp.is_Integer:
             sum_power = kids[0].sum_power * abs(int(node.exp))
-        elif not isinstance(node, (sympy.Mul, sympy.Pow)):
-            sum_power = 0  # a function's argument is never raised to a power by SymPy
         tower = max((k.tower for k in kids), default=0)
         if isinstance(node, sympy.Pow) and kids[1].symbols and not kids[0].symbols:
             tower += 1
-        return _Facts(bits, constant, size, depth, symbols, degree, dense, inexact, fraction, sum_power, tower)
+        return _Facts(bits, constant, size, depth, symbols, degree, inexact, fraction, real, nonnegative,
+                      sum_terms, sum_power, tower)
 
     def big_numbers(self, expr: sympy.Basic) -> set[sympy.Expr]:
         """The numbers in expr beyond MAX_EXACT_BITS (subtrees without one are not entered)."""
@@ -211,6 +237,55 @@ class _FactBook:
                 found.add(node)
             stack.extend(node.args)
         return found
+
+
+def _degree(node: sympy.Basic, kids: list[_Facts], symbols: frozenset) -> int | None:
+    """node's degree as a polynomial in its symbols (of the numerator over a common denominator)."""
+    degrees = [k.degree for k in kids]
+    if not symbols:
+        return 0
+    if None in degrees:
+        return None
+    if isinstance(node, sympy.Add):  # over a common denominator the degrees of fractions add up
+        return sum(degrees) if any(k.fraction for k in kids) else max(degrees)
+    if isinstance(node, sympy.Mul):
+        return sum(degrees)
+    if isinstance(node, sympy.Pow) and node.exp.is_Integer:  # a negative power is a denominator's
+        return degrees[0] * abs(int(node.exp))
+    return None
+
+
+def _sign_facts(node: sympy.Basic, kids: list[_Facts]) -> tuple[bool, bool]:
+    """(real, nonnegative) of node from its children's, as far as the structure shows (never asks
+    SymPy, whose own questions are what the bounds keep cheap); False where unsure."""
+    if node.is_Number:
+        return node.is_extended_real is True, node.is_extended_nonnegative is True
+    real = all(k.real for k in kids)
+    if isinstance(node, sympy.Pow):
+        base, exponent = kids
+        if node.exp.is_Integer:
+            return base.real, base.real and (base.nonnegative or int(node.exp) % 2 == 0)
+        return base.nonnegative and exponent.real, base.nonnegative and exponent.real
+    if isinstance(node, sympy.Abs):
+        return True, True
+    if isinstance(node, (sympy.Add, sympy.Mul)):
+        nonnegative = all(k.nonnegative for k in kids) and (isinstance(node, sympy.Add) or real)
+        return real, real and nonnegative
+    return real, real and isinstance(node, _NONNEGATIVE_FUNCTIONS)
+
+
+_CHAINS = frozenset({"add", "sub", "mul", "div"})  # left-associative: a run of them is one level
+_SIGNS = frozenset({"neg", "args"})  # a run of signs, or a call's argument list, adds no level
+
+
+def _written_depth(node: Tree, kids: list[int]) -> int:
+    """Nesting of node as the user wrote it: a call, a power or a parenthesised operand is one level
+    more than what it holds; the left operand of + - * / continues the same run."""
+    if node.data in _SIGNS or not kids:
+        return max(kids, default=0)
+    if node.data in _CHAINS:
+        return max(kids[0], kids[-1] + 1)
+    return 1 + max(kids)
 
 
 class _ConstantEnv:
@@ -252,11 +327,13 @@ class _Builder:
 
     def build(self, tree: Tree) -> sympy.Expr:
         values: list = []
+        depths: list[int] = []
         stack: list[tuple[Tree | Token, bool]] = [(tree, False)]
         while stack:
             node, children_done = stack.pop()
             if isinstance(node, Token):
                 values.append(node)
+                depths.append(0)
             elif not children_done:
                 stack.append((node, True))
                 stack.extend((c, False) for c in reversed(node.children))
@@ -264,18 +341,26 @@ class _Builder:
                 n = len(node.children)
                 args = values[len(values) - n:]
                 del values[len(values) - n:]
+                depths.append(_written_depth(node, depths[len(depths) - n:]))
+                del depths[len(depths) - n - 1:-1]
+                if depths[-1] > MAX_DEPTH:
+                    raise RuleError(f"rule nested too deeply: more than {MAX_DEPTH} levels of calls, "
+                                    f"parentheses and powers")
                 values.append(getattr(self, node.data)(*args))
         return self._expr(values[0])
 
     # --- leaves and calls ---
 
     def number(self, tok: Token) -> sympy.Expr:
+        exact = sympy.Rational(str(tok))
         value = float(tok)
         if value > MAX_LITERAL:
-            raise RuleError(f"number {str(tok)!r} is too large", tok.line, tok.column)
-        if 0 < value < 1 / MAX_LITERAL:
-            raise RuleError(f"number {str(tok)!r} is too small", tok.line, tok.column)
-        return F.bounded_number(sympy.Rational(str(tok)))
+            raise RuleError(f"number {str(tok)!r} is too large (the limit is {compact(MAX_LITERAL)})",
+                            tok.line, tok.column)
+        if exact != 0 and value < 1 / MAX_LITERAL:  # 1e-999 would silently be 0 in float64
+            raise RuleError(f"number {str(tok)!r} is too small: a nonzero literal below {compact(1 / MAX_LITERAL)} "
+                            f"is refused rather than rounded to 0; write 0 for zero", tok.line, tok.column)
+        return F.bounded_number(exact)
 
     def name(self, tok: Token) -> sympy.Expr:
         name = str(tok)
@@ -329,18 +414,24 @@ class _Builder:
 
     def pow(self, x, _op: Token, y) -> sympy.Expr:
         base, exponent = self._expr(x), self._expr(y)
-        facts = self._facts(base)
-        if exponent.is_Integer:  # refused before SymPy expands (g + m + ...)^n
-            self._check_dense(facts, abs(int(exponent)))
+        if exponent.is_Integer:  # refused before SymPy computes (g^(1/3) + m + ...)^n
+            self._check_expansion(self._facts(base), abs(int(exponent)))
         return self._checked(REGISTRY["pow"].build(base, exponent))
 
     @staticmethod
-    def _check_dense(facts: _Facts, power: int = 1) -> None:
-        """Refuse expr^power, expr with these facts, when SymPy may expand it beyond MAX_DENSE_DEGREE."""
-        for degree in ((facts.degree * power,) if facts.dense else ()) + (facts.sum_power * power,):
-            if degree > MAX_DENSE_DEGREE:
-                raise RuleError(f"rule too complex: a power of a sum of degree {degree} (the limit is "
-                                f"{MAX_DENSE_DEGREE})")
+    def _check_expansion(facts: _Facts, power: int = 1) -> None:
+        """Refuse expr^power, expr with these facts, when SymPy's expansion of a power of a sum it
+        cannot prove real would exceed MAX_EXPANSION_TERMS terms."""
+        terms = facts.expansion(power)
+        if terms <= MAX_EXPANSION_TERMS:
+            return
+        total = facts.sum_power * power
+        count = f"more than {MAX_EXPANSION_TERMS}" if total > MAX_EXPANSION_TERMS else str(terms)
+        raise RuleError(f"rule too complex: a sum of {facts.sum_terms} terms that is not real for every input "
+                        f"(it holds a fractional power of a signed operand) raised to the power {compact(total)}, "
+                        f"which "
+                        f"SymPy multiplies out into {count} terms (the limit is {MAX_EXPANSION_TERMS}); take "
+                        f"abs() of the base or lower the power")
 
     def neg(self, x) -> sympy.Expr:
         return self._checked(REGISTRY["neg"].build(self._expr(x)))
@@ -384,15 +475,17 @@ class _Builder:
                 raise RuleError(f"rule too complex: a polynomial in {symbol} alone of degree {facts.degree}, "
                                 f"or with a float or a number of more than {MAX_COEFFICIENT_BITS} bits "
                                 f"(the degree limit is {MAX_DEGREE})")
-        self._check_dense(facts)
+        self._check_expansion(facts)
         if facts.tower > MAX_TOWER:
             raise RuleError(f"rule too complex: constants to symbolic powers nested {facts.tower} deep "
                             f"(the limit is {MAX_TOWER})")
         if facts.size > MAX_NODES:
             raise RuleError(f"rule too large: more than {MAX_NODES} operations and operands after "
                             f"simplification; simplify it")
-        if facts.depth > MAX_DEPTH:
-            raise RuleError(f"rule nested too deeply (more than {MAX_DEPTH} levels)")
+        if facts.depth > MAX_SYMPY_DEPTH:
+            raise RuleError(f"rule nested too deeply once written out for SymPy: more than {MAX_SYMPY_DEPTH} "
+                            f"levels (log(x) is log(abs(x)), x/y is x*(y + delta)^-1; the limit is "
+                            f"{MAX_SYMPY_DEPTH}); nest fewer calls or divisions")
         if time.perf_counter() > self._wall_deadline and time.process_time() > self._deadline:
             raise RuleError(f"rule too complex: SymPy needs more than {MAX_BUILD_SECONDS} s of CPU time to "
                             f"simplify it; simplify it by hand")
@@ -416,10 +509,14 @@ class _Builder:
     def _param(entry: Primitive, param, arg: sympy.Expr | None, tok: Token) -> sympy.Expr:
         if arg is None:
             return sympy.Rational(str(param.default))
+        if arg.free_symbols == {F.delta}:  # x/0 is the protected division x/(0 + delta)
+            raise RuleError(f"{entry.name}: {param.name} must be a finite number, got a division by zero",
+                            tok.line, tok.column)
         if not (arg.is_Number and arg.is_finite and arg.is_real):
-            raise RuleError(f"{entry.name}: {param.name} must be a finite number, got {arg}", tok.line, tok.column)
+            raise RuleError(f"{entry.name}: {param.name} must be a finite number, got {compact(arg)}",
+                            tok.line, tok.column)
         if not param.check(float(arg)):
-            raise RuleError(f"{entry.name} needs {param.requirement}, got {param.name} = {arg}",
+            raise RuleError(f"{entry.name} needs {param.requirement}, got {param.name} = {compact(arg)}",
                             tok.line, tok.column)
         # torch takes a parameter as a Python scalar: an integer past float64's exact range is a float
         return sympy.Float(float(arg)) if arg.is_Integer and abs(arg) > _EXACT_FLOAT_INT else arg
@@ -458,6 +555,9 @@ def parse_expr(text: str) -> sympy.Expr:
         expr = _Builder().build(tree)
     except RuleError:
         raise
+    except RecursionError:
+        raise RuleError(f"rule too complex: SymPy's simplification of it nests too deeply; nest fewer calls "
+                        f"(the limit is {MAX_DEPTH} levels, and less where SymPy rewrites each)") from None
     except (ArithmeticError, TypeError, ValueError, AssertionError) as err:
         # SymPy refusing a constant it cannot fold, or failing its own checks on a hostile expression
         raise RuleError(f"cannot build rule: SymPy cannot simplify it ({type(err).__name__}: {err})") from None

@@ -20,11 +20,13 @@ class EvalResult:
               exploding loss), failed (still at chance after the first epoch), hurdled (stopped
               below the hurdle part-way through the final run), error (the evaluation itself raised,
               hung or lost its worker).
-    reward:   the search's signal: validation accuracy in [0, 1]; 0.0 for every status but ok,
+    reward:   the search's signal: validation accuracy in [0, 1] (for a task scored by another
+              metric, max(0, metric - the untrained network's): evaluate.reward_of); 0.0 for every status but ok,
               diverged, failed and hurdled (which keep the accuracy they reached; a hurdled run's
               is its accuracy at the hurdle).
     reason:   a short human-readable explanation for every status but ok.
-    val_loss, test_loss: mean cross-entropy (nats per prediction) on validation / test at the end of
+    val_acc, test_acc: the task's metric (accuracy unless the task names another) on validation / test.
+    val_loss, test_loss: the task's loss (mean cross-entropy in nats by default) on validation / test at the end of
               the final run, when measured and finite.
     val_curve: (step, validation accuracy) after each epoch of the final run, when asked for (the
               studies' steps-to-target); empty otherwise.

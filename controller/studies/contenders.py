@@ -4,8 +4,9 @@ A contender is the text a training job evaluates (DSL text, or the name of one o
 optimizers), the key its trainings are stored under and where it came from:
 
     search    one of the best distinct rules a search run found (RunStore.top, one per fingerprint)
-    baseline  torch's SGD, Momentum (0.9), Adam and RMSProp, and PowerSign, AddSign and their -cd
-              variants (the paper's rules), all through the same lr protocol as every rule
+    baseline  torch's SGD, Momentum (0.9), Adam, RMSProp and Adam with a cosine decay of its lr to
+              zero (what a practitioner runs), and PowerSign, AddSign and their -cd variants (the
+              paper's rules), all through the same lr protocol as every rule
     given     a rule from a rules file
 """
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import Literal
 
 from controller.store import RunStore
 from nos_symbolic.errors import NosError
+from nos_symbolic.evaluate import BASELINE_NAMES
 
 Source = Literal["search", "baseline", "given"]
-TORCH_BASELINES: tuple[str, ...] = ("sgd", "momentum", "adam", "rmsprop")
+TORCH_BASELINES: tuple[str, ...] = BASELINE_NAMES
 RULE_BASELINES: tuple[str, ...] = ("powersign", "powersign-cd", "addsign", "addsign-cd")
 BASELINES: tuple[str, ...] = TORCH_BASELINES + RULE_BASELINES
 TARGET_BASELINE = "adam"  # steps-to-target: the step a contender reaches tuned Adam's final accuracy

@@ -36,7 +36,8 @@ DEFAULT_TIMEOUT = 3600.0
 @dataclass(frozen=True)
 class StudyTask:
     """A task as a study trains it: its protocol (seed replaced per training) and its chance level,
-    the accuracy that a training killed as diverged or failed counts as."""
+    the accuracy that a training killed as diverged or failed counts as (for a task without one,
+    such as a regression, the untrained network's test score)."""
 
     config: EvalConfig
     chance: float
@@ -84,14 +85,19 @@ class StudyReport:
     seeds: list[int]
     summaries: dict[str, list[Summary]]
     progress: StudyProgress
+    epochs: int | None = None  # the length of every final run (None: the task's protocol's)
+    beside: dict[str, list[Summary]] | None = None  # the same contenders at the search's length
+    beside_epochs: int | None = None
 
 
 def study_task(config: EvalConfig) -> StudyTask:
     """Build the task once here, so missing data or a bad option fails before anything is stored."""
     from nos_symbolic.evaluate import task_for
+    from nos_symbolic.tasks.train import untrained_score
 
     config.check_data()
-    return StudyTask(config, task_for(config).chance)
+    task = task_for(config)
+    return StudyTask(config, task.chance if task.chance is not None else untrained_score(task, split="test"))
 
 
 def plan(study: str, contenders: list[Contender], tasks: list[StudyTask], seeds: list[int],
@@ -116,8 +122,10 @@ def protocol_meta_key(study: str, task_name: str) -> str:
 
 def protocol_record(task: StudyTask) -> dict:
     """What a study records as its protocol on a task: the task's EvalConfig but the seed (it varies
-    per training) and the device (it changes numbers only at rounding level)."""
-    return {k: v for k, v in task.config.to_dict().items() if k not in ("seed", "device")}
+    per training), the device (it changes numbers only at rounding level), the folder a task of the
+    user's own is imported from, and task options when there are none (as recorded before they were)."""
+    return {k: v for k, v in task.config.to_dict().items()
+            if k not in ("seed", "device", "task_path") and not (k == "task_options" and not v)}
 
 
 def check_protocol(store: RunStore, study: str, tasks: list[StudyTask]) -> None:

@@ -4,7 +4,9 @@ The rules come from a run's confirmation (its best search rules by mean test acc
 confirmed better than every baseline first) or from a rules file. Each held-out task is trained
 with the same baselines and the same seeds as in `nos confirm`, through the search's protocol (the
 run's epochs and lr grid, unless given), and the trainings are stored in the run's store, or, for a
-rules file, in a run directory of their own.
+rules file, in a run directory of their own. Every final run is as long as the confirmation's
+(LENGTH_FACTOR x the search's, 30 epochs for a default search) unless given: a rule transfers if it
+wins where people train, not only on a short run.
 
     report = transfer(TransferSource(run_dir=Path("runs/ppo")), tasks=("mnist1d-mlp", "charlm"))
 """
@@ -13,8 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from controller.store import RunStore
+from controller.studies.confirm import LENGTH_FACTOR
 from controller.studies.confirm import STUDY as CONFIRM_STUDY
 from controller.studies.confirm import run_eval_config
 from controller.studies.contenders import Contender, baselines, read_rules_file, study_seeds
@@ -47,6 +51,7 @@ class Protocol:
     grid_epochs: float | None = None
     data_dir: str | None = None
     corpus: str | None = None
+    task_options: tuple[tuple[str, Any], ...] = ()  # a module:function task's (--task-option)
 
 
 def confirmed_rules(run_dir: Path, top: int) -> list[Contender]:
@@ -57,7 +62,7 @@ def confirmed_rules(run_dir: Path, top: int) -> list[Contender]:
     if top < 1:
         raise NosError(f"--top must be at least 1, got {top}")
     with RunStore.open_readonly(run_dir) as store:
-        rows = store.trainings(CONFIRM_STUDY)
+        rows = store.trainings(longest_confirmation(store))
     search = [r for r in rows if r.source == "search"]
     if not search:
         raise NosError(f"{run_dir} holds no confirmation; run `nos confirm {run_dir}` first, or pass "
@@ -67,6 +72,13 @@ def confirmed_rules(run_dir: Path, top: int) -> list[Contender]:
     summaries = [s for s in summaries if len(s.seeds) == most]
     summaries.sort(key=lambda s: s.verdict != "better")  # stable: best mean first within each group
     return [Contender(s.rule, s.key, "search") for s in summaries[:top]]
+
+
+def longest_confirmation(store: RunStore) -> str:
+    """The run's confirmation study at the longest length it holds (`confirm@E`, else `confirm`)."""
+    studies = {t.study for t in store.trainings()}
+    long = [name for name in studies if name.startswith(CONFIRM_STUDY + "@")]
+    return max(long, key=lambda name: int(name.partition("@")[2])) if long else CONFIRM_STUDY
 
 
 def task_configs(tasks: tuple[str, ...], protocol: Protocol, base: EvalConfig) -> list[EvalConfig]:
@@ -80,12 +92,22 @@ def task_configs(tasks: tuple[str, ...], protocol: Protocol, base: EvalConfig) -
         data_dir = protocol.corpus if name == "charlm" else protocol.data_dir if name == "cifar10" else None
         out.append(EvalConfig(
             task=name, data_dir=data_dir,
-            epochs=base.epochs if protocol.epochs is None else protocol.epochs,
+            epochs=LENGTH_FACTOR * base.epochs if protocol.epochs is None else protocol.epochs,
             lrs=base.lrs if protocol.lrs is None else tuple(protocol.lrs),
             grid_epochs=base.grid_epochs if protocol.grid_epochs is None else protocol.grid_epochs,
             device=base.device, descent_threshold=base.descent_threshold, protocol=base.protocol,
-            hurdle_quantile=base.hurdle_quantile, halving=base.halving))
+            hurdle_quantile=None, halving=base.halving, **_own_task(name, protocol, base)))
     return out
+
+
+def _own_task(name: str, protocol: Protocol, base: EvalConfig) -> dict[str, Any]:
+    """A module:function task's options (the run's own, for the run's task) and where it imports from."""
+    if ":" not in name:
+        return {}
+    same = name == base.task
+    same_module = name.partition(":")[0] == base.task.partition(":")[0]
+    return {"task_options": protocol.task_options or (base.task_options if same else ()),
+            "task_path": base.task_path if same_module else None}
 
 
 def transfer(source: TransferSource, tasks: tuple[str, ...] = DEFAULT_TASKS, seeds: int = 5,

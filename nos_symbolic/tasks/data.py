@@ -41,6 +41,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CIFAR_SIDE = 32
 CIFAR_TEST_PER_TRAIN = 5  # CIFAR-10 has 50,000 training and 10,000 test images
 CIFAR_CLASSES = 10
+MNIST1D_CLASSES = 10
 
 
 class DataError(NosError):
@@ -94,13 +95,36 @@ def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
         raise
 
 
+def _try_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Cache `arrays` at `path` when the cache folder can be written; otherwise keep them in memory only
+    (an unwritable or full $NOS_CACHE_DIR costs a rebuild next time, never the run)."""
+    try:
+        _save_npz_atomic(path, **arrays)
+    except OSError as err:
+        warnings.warn(f"cannot cache data in {path.parent} ({err.strerror or err}); building it in memory "
+                      f"each time: set NOS_CACHE_DIR to a writable folder to cache it", RuntimeWarning,
+                      stacklevel=3)
+
+
 MNIST1D_ARRAYS = ("x", "y", "x_test", "y_test")
 CIFAR_ARRAYS = MNIST1D_ARRAYS + ("classes",)
+# What each cached array must be: (dtype kind or exact dtype, number of dimensions, trailing shape).
+MNIST1D_SPEC: dict[str, tuple[np.dtype, int, tuple[int, ...]]] = {
+    "x": (np.dtype(np.float32), 2, ()), "y": (np.dtype(np.int64), 1, ()),
+    "x_test": (np.dtype(np.float32), 2, ()), "y_test": (np.dtype(np.int64), 1, ()),
+}
+CIFAR_SPEC: dict[str, tuple[np.dtype, int, tuple[int, ...]]] = {
+    "x": (np.dtype(np.uint8), 4, (CIFAR_SIDE, CIFAR_SIDE, 3)), "y": (np.dtype(np.int64), 1, ()),
+    "x_test": (np.dtype(np.uint8), 4, (CIFAR_SIDE, CIFAR_SIDE, 3)), "y_test": (np.dtype(np.int64), 1, ()),
+}
 
 
-def _load_npz(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray] | None:
-    """The cached arrays `names`, or None when the file is absent, unreadable, lacks one of them or
-    pairs inputs and labels of different lengths (it is then rebuilt)."""
+def _load_npz(path: Path, names: tuple[str, ...],
+              spec: dict[str, tuple[np.dtype, int, tuple[int, ...]]] | None = None,
+              num_classes: int | None = None) -> dict[str, np.ndarray] | None:
+    """The cached arrays `names`, or None when the file is absent, unreadable, lacks one of them, holds
+    an array of another dtype or shape than `spec` says (MNIST1D_SPEC by default), a label outside
+    0..num_classes-1, or pairs inputs and labels of different lengths (it is then rebuilt)."""
     try:
         with np.load(path, allow_pickle=False) as f:
             if not set(names) <= set(f.files):
@@ -108,9 +132,31 @@ def _load_npz(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray] | Non
             arrays = {k: f[k] for k in names}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         return None
-    if len(arrays["x"]) != len(arrays["y"]) or len(arrays["x_test"]) != len(arrays["y_test"]):
+    if not _valid_arrays(arrays, spec or MNIST1D_SPEC):
+        return None
+    if num_classes is not None and max(arrays["y"].max(), arrays["y_test"].max(initial=0)) >= num_classes:
         return None
     return arrays
+
+
+def _valid_arrays(arrays: dict[str, np.ndarray], spec: dict[str, tuple[np.dtype, int, tuple[int, ...]]]) -> bool:
+    """Whether the arrays have the dtypes and shapes of `spec`, inputs and labels pair up, train and test
+    inputs have the same shape, and labels are >= 0 (below the number of classes when cached)."""
+    for name, (dtype, ndim, tail) in spec.items():
+        a = arrays[name]
+        if a.dtype != dtype or a.ndim != ndim or (tail and a.shape[-len(tail):] != tail):
+            return False
+    if len(arrays["x"]) != len(arrays["y"]) or len(arrays["x_test"]) != len(arrays["y_test"]):
+        return False
+    if arrays["x"].shape[1:] != arrays["x_test"].shape[1:] or len(arrays["y"]) == 0:
+        return False
+    labels = np.concatenate([arrays["y"], arrays["y_test"]])
+    if labels.min() < 0:
+        return False
+    if "classes" in arrays:
+        classes = arrays["classes"]
+        return classes.ndim == 1 and classes.dtype.kind == "U" and labels.max() < len(classes)
+    return True
 
 
 def _digest(obj: object) -> str:
@@ -140,11 +186,11 @@ def mnist1d_arrays(num_samples: int = 5000, data_seed: int = 42) -> dict[str, np
     """
     version = importlib.metadata.version("mnist1d")
     path = cache_dir() / f"mnist1d-{version}-n{num_samples}-seed{data_seed}.npz"
-    cached = _load_npz(path, MNIST1D_ARRAYS)
+    cached = _load_npz(path, MNIST1D_ARRAYS, MNIST1D_SPEC, num_classes=MNIST1D_CLASSES)
     if cached is not None:
         return cached
     arrays = _generate_mnist1d(num_samples, data_seed)
-    _save_npz_atomic(path, **arrays)
+    _try_cache(path, arrays)
     return arrays
 
 
@@ -192,7 +238,7 @@ def load_mnist1d(
         train=split(a["x"][tr], a["y"][tr]),
         val=split(a["x"][va], a["y"][va]),
         test=split(a["x_test"], a["y_test"]),
-        classes=tuple(str(i) for i in range(10)),
+        classes=tuple(str(i) for i in range(MNIST1D_CLASSES)),
     )
 
 
@@ -288,14 +334,34 @@ def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
             d = pickle.load(f, encoding="bytes")
-        x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, CIFAR_SIDE, CIFAR_SIDE)
+        x = _pixels(path, np.asarray(d[b"data"])).reshape(-1, 3, CIFAR_SIDE, CIFAR_SIDE)
         y = np.asarray(d[b"labels"], dtype=np.int64)
+    except DataError:
+        raise
     except Exception as e:  # any unreadable batch is the user's data problem, not a crash
         raise DataError(f"malformed CIFAR-10 batch {path}: {type(e).__name__}: {e}; "
                         f"expected {CIFAR_LAYOUTS}") from e
     if len(x) != len(y):
         raise DataError(f"malformed CIFAR-10 batch {path}: {len(x)} images but {len(y)} labels")
     return {"x": x.transpose(0, 2, 3, 1), "y": y}
+
+
+def _pixels(path: Path, data: np.ndarray) -> np.ndarray:
+    """A batch's pixel data as uint8, refusing values a byte cannot hold (negative, above 255, not whole
+    numbers, NaN) instead of letting them wrap."""
+    if data.dtype == np.uint8:
+        return data
+    if data.dtype.kind not in "uif" or data.size == 0:
+        raise DataError(f"malformed CIFAR-10 batch {path}: pixel data of type {data.dtype} ({data.size} values); "
+                        f"expected whole numbers 0..255")
+    bad = ~np.isfinite(data) | (data < 0) | (data > 255) if data.dtype.kind == "f" else (data < 0) | (data > 255)
+    if data.dtype.kind == "f":
+        bad |= np.isfinite(data) & (data != np.round(data))
+    if bad.any():
+        i = int(np.flatnonzero(bad.ravel())[0])
+        raise DataError(f"malformed CIFAR-10 batch {path}: pixel value {data.ravel()[i]!r} at index {i} is not a "
+                        f"whole number from 0 to 255 ({int(bad.sum())} such value(s)); store pixels as 0..255")
+    return data.astype(np.uint8)
 
 
 def _read_cifar_batches(folder: Path, subset: int | None, seed: int) -> dict[str, np.ndarray]:
@@ -341,8 +407,12 @@ def _list_image_folder(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
     files = []
     for label, name in enumerate(classes):
-        files += [(p, label) for p in sorted((folder / name).iterdir())
-                  if p.suffix.lower() in IMAGE_SUFFIXES]
+        images = [(p, label) for p in sorted((folder / name).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        if not images:
+            raise DataError(f"malformed CIFAR-10 in {folder.parent}: class folder {folder / name} holds no images "
+                            f"({', '.join(IMAGE_SUFFIXES)}); add its images or remove the folder from both "
+                            f"train/ and test/")
+        files += images
     if not classes or not files:
         raise DataError(f"malformed CIFAR-10 in {folder.parent}: {folder.name}/ holds no "
                         f"<class>/ folders of images; expected {CIFAR_LAYOUTS}")
@@ -358,7 +428,7 @@ def _read_image_folders_cached(root: Path, subset: int | None, seed: int) -> dic
     key = _digest({"path": str(root.resolve()), "subset": subset, "seed": seed,
                    "files": _file_stamps(root, [p for p, _ in train_files + test_files])})
     path = cache_dir() / f"cifar10-images-{key}.npz"
-    cached = _load_npz(path, CIFAR_ARRAYS)
+    cached = _load_npz(path, CIFAR_ARRAYS, CIFAR_SPEC)
     if cached is not None:
         return cached
 
@@ -374,7 +444,7 @@ def _read_image_folders_cached(root: Path, subset: int | None, seed: int) -> dic
         "y_test": np.array([c for _, c in test_sel], dtype=np.int64),
         "classes": np.array(train_classes),
     }
-    _save_npz_atomic(path, **arrays)
+    _try_cache(path, arrays)
     return arrays
 
 

@@ -7,14 +7,17 @@ compiled from the DSL, a torch built-in and a hand-written class are scored the 
     result = evaluate_factory(task, factory, seed=0)                   # lr grid, then the final run
 
 Kills, so a search spends little on hopeless rules (AutoML-Zero's degenerate-candidate kill and
-hurdle): a run ends at once as `diverged` when the training loss turns NaN/Inf or exceeds
-DIVERGENCE_FACTOR x max(initial loss, ln(num_classes)) (about 23 for ten classes, where a guess
-scores 2.3: a net that wrong has left training behind), or when the weights turn non-finite; it
-ends as `failed` when validation accuracy after the first epoch is still within CHANCE_MARGIN of
-chance.
+hurdle): a run ends at once as `diverged` when the training loss turns NaN/Inf or exceeds the
+bound s + (DIVERGENCE_FACTOR - 1) |s|, with s = max(initial loss, ln(num_classes)) for a classifier
+(10 x 2.3 = 23 for ten classes, where a guess scores 2.3: a net that wrong has left training
+behind) and s = the initial loss otherwise (a regression's MSE, say), or when the weights turn
+non-finite; a classifier scored by accuracy (a task with a chance level) ends as `failed` when
+validation accuracy after the first epoch is still within CHANCE_MARGIN of chance.
 
-A network maps a batch to logits (B, C) for labels (B,), or to (B, T, C) for labels (B, T) (a
-language model's next-token predictions); loss and accuracy are taken over every prediction.
+The task's loss trains and its metric (higher is better; accuracy by default) scores: `val_acc`
+and `test_acc` hold the metric, whatever it is. With the defaults a network maps a batch to logits
+(B, C) for labels (B,), or to (B, T, C) for labels (B, T) (a language model's next-token
+predictions); loss and accuracy are taken over every prediction.
 """
 from __future__ import annotations
 
@@ -26,11 +29,10 @@ from typing import Callable, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nos_symbolic.result import EvalResult
-from nos_symbolic.tasks import Task
+from nos_symbolic.tasks import BUILTIN_EPOCHS, Task
 from nos_symbolic.tasks.data import Split
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter], float, int], torch.optim.Optimizer]
@@ -51,15 +53,16 @@ RunStatus = Literal["ok", "diverged", "failed", "hurdled", "paused"]
 class TrainOutcome:
     """One training run at one lr.
 
-    val_acc:    accuracy on validation at the end of an ok run; for failed and diverged runs the
-                accuracy measured after epoch 1 (validation runs then, for the chance kill, and at
+    val_acc:    the task's metric (accuracy by default) on validation at the end of an ok run; for
+                failed and diverged runs the metric measured after epoch 1 (validation runs then, for the chance kill, and at
                 the end), or None when the kill came first.
-    test_acc:   accuracy on test at the end of an ok run when asked for, else None.
+    test_acc:   the metric on test at the end of an ok run when asked for, else None.
     loss_curve: mean training loss of each epoch that ran to its end (a last fractional epoch
                 counts); always finite.
     steps:      optimizer steps taken.
-    val_loss, test_loss: mean cross-entropy (nats) next to val_acc and test_acc, when finite.
-    val_curve:  (step, validation accuracy) after each epoch, when asked for (curve=True), and
+    val_loss, test_loss: the task's loss (mean cross-entropy in nats by default) next to val_acc
+                and test_acc, when finite.
+    val_curve:  (step, validation metric) after each epoch, when asked for (curve=True), and
                 after the hurdle's epoch when there is one.
     state:      for a `paused` run (pause_at), what train_run(..., resume=state) continues from;
                 its val_acc and val_loss are then measured at the pause.
@@ -80,8 +83,8 @@ class TrainOutcome:
 
 @dataclass(frozen=True)
 class Score:
-    """A network measured on one split: accuracy over every prediction, mean cross-entropy (nats;
-    None when not finite) and whether every logit was finite."""
+    """A network measured on one split: the task's metric (accuracy by default), its loss (mean
+    cross-entropy in nats by default; None when not finite) and whether every output was finite."""
 
     acc: float | None
     loss: float | None
@@ -128,7 +131,7 @@ def train_run(
     pause_at: int | None = None,
     resume: RunState | None = None,
 ) -> TrainOutcome:
-    """Train task's network from seed for epochs (default task.epochs; fractions allowed) at lr.
+    """Train task's network from seed for epochs (default task.epochs, else 5; fractions allowed) at lr.
 
     The seed fixes the initial weights, the batch order and every random draw the optimizer makes
     from torch's global generator (which is restored afterwards), so on CPU the same seed gives the
@@ -146,7 +149,7 @@ def train_run(
     start = time.perf_counter()
     dev = torch.device(device)
     spe = task.steps_per_epoch
-    total_steps = max(1, round((task.epochs if epochs is None else epochs) * spe))
+    total_steps = max(1, round((epochs or task.epochs or BUILTIN_EPOCHS) * spe))
     check_every = check_every or (1 if dev.type == "cpu" else 10)
     train, val_split = task.train.to(dev), task.val.to(dev)
     batch = min(task.batch_size, len(train))
@@ -175,7 +178,7 @@ def train_run(
 
         def paused(epoch_in_progress: tuple | None) -> TrainOutcome:
             # measured apart from `val`, which keeps the last epoch-end score a kill reports
-            at = score_split(model, val_split)
+            at = score_split(model, val_split, task)
             state = RunState((lr, seed, total_steps), model, optimizer, order, _rng_state(dev),
                              losses, val_curve, val, bound, step, epoch_in_progress)
             return TrainOutcome("paused", at.acc if at.finite else None, None, tuple(losses), step,
@@ -195,8 +198,7 @@ def train_run(
                 n, xs, ys, loss_sum, loss_max = partial
                 partial = None
             for i in range(step - epoch * spe, n):
-                logits = model(xs[i * batch:(i + 1) * batch])
-                loss = F.cross_entropy(*_flat(logits, ys[i * batch:(i + 1) * batch]))
+                loss = task.loss(model(xs[i * batch:(i + 1) * batch]), ys[i * batch:(i + 1) * batch])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -205,7 +207,7 @@ def train_run(
                 loss_sum += loss
                 torch.maximum(loss_max, loss, out=loss_max)  # NaN propagates through maximum
                 if step == 1:
-                    bound = divergence_factor * max(loss.item(), math.log(task.num_classes))
+                    bound = divergence_bound(loss.item(), task.num_classes, divergence_factor)
                 if step % check_every == 0 or i == n - 1:
                     total, worst = torch.stack([loss_sum, loss_max]).tolist()
                     if not (math.isfinite(total) and worst <= bound):
@@ -217,22 +219,22 @@ def train_run(
             at_hurdle = hurdle is not None and epoch + 1 == hurdle[0]
             if not (curve or at_hurdle) and epoch > 0 and step < total_steps:
                 continue
-            score = score_split(model, val_split)
+            score = score_split(model, val_split, task)
             if not score.finite:
                 return outcome("diverged", f"weights turned non-finite by step {step} "
                                            f"(epoch {epoch + 1})")
             val = score
             if curve or at_hurdle:  # the hurdle's point: the next hurdle's threshold reads it
                 val_curve.append((step, score.acc))
-            if epoch == 0 and n == spe and score.acc <= task.chance + chance_margin:
+            if task.chance is not None and epoch == 0 and n == spe and score.acc <= task.chance + chance_margin:
                 return outcome("failed", f"validation accuracy {score.acc:.3f} after epoch 1 is "
                                          f"within {chance_margin} of chance ({task.chance:.3f})")
             if at_hurdle and score.acc < hurdle[1]:
-                return outcome("hurdled", f"validation accuracy {score.acc:.3f} after epoch "
+                return outcome("hurdled", f"validation {task.metric_name} {score.acc:.3f} after epoch "
                                           f"{epoch + 1} is below the hurdle {hurdle[1]:.3f}")
             model.train()
 
-        return outcome("ok", test=score_split(model, task.test.to(dev)) if test else None)
+        return outcome("ok", test=score_split(model, task.test.to(dev), task) if test else None)
 
 
 def evaluate_factory(
@@ -324,27 +326,34 @@ def _divergence_reason(worst: float, bound: float, step: int, epoch: int) -> str
     return f"training loss {worst:.3g} exceeded the bound {bound:.3g} {where}"
 
 
-def _flat(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, C) logits and (N,) labels: one row per prediction, for classifiers and language models."""
-    return logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
+def divergence_bound(initial: float, num_classes: int | None, factor: float = DIVERGENCE_FACTOR) -> float:
+    """The training loss past which a run has diverged: s + (factor - 1) |s|, which is factor x s for
+    a positive s, with s = max(initial, ln(num_classes)) for a classifier and s = initial otherwise
+    (a loss that may be negative, such as a Gaussian negative log-likelihood, stays bounded above)."""
+    s = max(initial, math.log(num_classes)) if num_classes else initial
+    return s + (factor - 1) * max(abs(s), 1e-12)
 
 
-def score_split(model: nn.Module, split: Split) -> Score:
-    """Accuracy and mean cross-entropy over every prediction of split, in eval mode."""
+def score_split(model: nn.Module, split: Split, task: Task) -> Score:
+    """task's metric and mean loss over the whole split, in eval mode: the outputs of EVAL_BATCH
+    inputs at a time, concatenated, so any metric (not only a mean over examples) is exact."""
     model.eval()
-    dev = split.x.device
-    correct = torch.zeros((), dtype=torch.long, device=dev)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
-    finite = torch.ones((), dtype=torch.bool, device=dev)
     with torch.inference_mode():
-        for i in range(0, len(split), EVAL_BATCH):
-            logits, y = _flat(model(split.x[i:i + EVAL_BATCH]), split.y[i:i + EVAL_BATCH])
-            correct += (logits.argmax(1) == y).sum()
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
-            finite &= torch.isfinite(logits).all()
-    n = max(1, split.y.numel())
-    loss = loss_sum.item() / n
-    return Score(correct.item() / n, loss if math.isfinite(loss) else None, bool(finite.item()))
+        outputs = torch.cat([model(split.x[i:i + EVAL_BATCH]) for i in range(0, len(split), EVAL_BATCH)])
+        finite = bool(torch.isfinite(outputs).all().item())
+        loss = float(task.loss(outputs, split.y)) if len(split) else math.nan
+        metric = float(task.metric(outputs, split.y)) if len(split) else 0.0
+    return Score(metric, loss if math.isfinite(loss) else None, finite)
+
+
+def untrained_score(task: Task, seed: int = 0, device: str | torch.device = "cpu", split: str = "val") -> float:
+    """task's metric on split (val or test) of the network make_model(seed) builds, before any
+    training: what a rule that does not train at all would score."""
+    dev = torch.device(device)
+    with _seeded(seed, dev):
+        model = task.make_model(seed).to(dev)
+    score = score_split(model, getattr(task, split).to(dev), task)
+    return score.acc if score.acc is not None and math.isfinite(score.acc) else 0.0
 
 
 @contextmanager

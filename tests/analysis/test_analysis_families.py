@@ -9,11 +9,10 @@ import pytest
 
 from analysis.anchors import anchors
 from analysis.behaviour import cross_distances, directions, distance_matrix
-from analysis.families import FAMILY_CUT, SUBFAMILY_CUT, families_json, group_rules
+from analysis.families import families_json, group_rules
 from analysis.sources import RuleRow
 from analysis.tree import ROOT, family_tree, text_tree, tree_depth, write_dot, write_graphml
-from nos_cli.families_cmd import Config
-from nos_symbolic import NosError, parse_rule
+from nos_symbolic import parse_rule
 
 
 def d(a: str, b: str) -> float:
@@ -47,25 +46,29 @@ def rows(texts_rewards, status=None):
             for t, r in texts_rewards]
 
 
-def test_families_are_behavioural_and_named_by_anchors(rule_rewards):
+def test_families_are_behavioural_and_named_by_kind(rule_rewards):
     families = group_rules(rows(rule_rewards))
-    placement = {m.row.text: pair for m, pair in
-                 ((m, families.placement()[m.index]) for m in families.members)}
+    placement = {m.row.text: families.placement()[m.index] for m in families.members}
+    family = {text: pair[0].name for text, pair in placement.items()}
     sub = {text: pair[1].name for text, pair in placement.items()}
-    # Every spelling of PowerSign and its decays sits in one sub-family, named by the undecayed anchor.
     powersigns = ["powersign", "powersign-cd", "2^(sign(g)*sign(m)*ld)*g", "g*exp(sign(m)*sign(g)*rd)",
                   "3*e^(sign(g)*sign(m))*g"]
-    assert {sub[t] for t in powersigns} == {"PowerSign"}
-    assert sub["adam"] == "Adam" and sub["rmsprop"] == "RMSProp" and sub["sign(m)"] == "SignMomentum"
+    addsigns = ["addsign", "g + g*sign(g)*sign(m)", "(1 + cd*sign(m)*sign(g))*g", "addsign-ld + 1e-4*w"]
+    assert {family[t] for t in powersigns} == {"PowerSign"} and {family[t] for t in addsigns} == {"AddSign"}
+    # Sub-families split by base and decay, and never share their family's name.
+    assert sub["powersign"] == sub["3*e^(sign(g)*sign(m))*g"] == "PowerSign: base e (x7.39 where signs agree)"
+    assert "base 2" in sub["2^(sign(g)*sign(m)*ld)*g"] and "(ld)" in sub["2^(sign(g)*sign(m)*ld)*g"]
+    assert "(cd)" in sub["powersign-cd"] and sub["addsign"] != sub["(1 + cd*sign(m)*sign(g))*g"]
+    assert (family["adam"], family["rmsprop"], family["sign(m)"]) == ("Adam-like", "RMSProp-like", "SignMomentum")
+    assert family["g"] == family["g + 1e-3*w"] == "SGD/Momentum"
     # sign(g) exp(m) moves the weights as sign(g) does, whatever the syntax.
-    assert sub["sign(g)*exp(m)"] == sub["2*sign(g)*exp(m)"] == "SignSGD"
-    # A family without an anchor is named by its simplest member, in DSL.
-    family_of = {text: pair[0].name for text, pair in placement.items()}
-    assert family_of["sign(g)*sign(m)"] == "sign(g)*sign(m)"
+    assert family["sign(g)*exp(m)"] == family["2*sign(g)*exp(m)"] == "SignSGD"
+    assert family["sign(g)*sign(m)"] == "Non-descent"
     assert len(families.families) >= 2 and tree_depth(family_tree(families)) == 2
-    for family in families.families:
-        assert family.best.row.reward == max(m.row.reward for m in family.members)
-        assert sorted(m.index for s in family.children for m in s.members) == sorted(m.index for m in family.members)
+    for f in families.families:
+        assert all(s.name != f.name and s.parent == f.id for s in f.children)
+        assert f.best.row.reward == max(m.row.reward for m in f.members)
+        assert sorted(m.index for s in f.children for m in s.members) == sorted(m.index for m in f.members)
 
 
 def test_only_trained_rules_join_and_the_rest_are_counted(rule_rewards):
@@ -83,31 +86,34 @@ def test_only_trained_rules_join_and_the_rest_are_counted(rule_rewards):
 def test_json_schema_puts_every_trained_rule_in_one_family_and_sub_family(rule_rewards):
     view = families_json(group_rules(rows(rule_rewards)))
     assert sorted(r["key"] for r in view["rules"]) == sorted(parse_rule(t).key for t, _ in rule_rewards)
-    names = {(f["level"], f["parent"], f["name"]) for f in view["families"]}
-    assert len(names) == len(view["families"])
-    tops = {f["name"] for f in view["families"] if f["level"] == "family"}
+    ids = [f["id"] for f in view["families"]]
+    assert len(ids) == len(set(ids))
+    by_id = {f["id"]: f for f in view["families"]}
     for f in view["families"]:
-        assert set(f) >= {"name", "parent", "anchor", "size", "best_rule", "best_reward"}
-        assert (f["parent"] is None) == (f["level"] == "family")
-        assert f["parent"] is None or f["parent"] in tops
+        assert set(f) >= {"id", "name", "parent", "signature", "anchor", "size", "best_rule", "best_reward"}
+        assert (f["parent"] is None) == (f["level"] == "family") and f["signature"]
+        if f["parent"] is not None:
+            parent = by_id[f["parent"]]  # parent is an id, one step up to a family
+            assert parent["level"] == "family" and parent["parent"] is None and f["name"] != parent["name"]
     for r in view["rules"]:
-        assert set(r) >= {"rule", "key", "family", "subfamily", "reward", "canonical", "latex"}
+        assert set(r) >= {"rule", "key", "family", "family_id", "subfamily", "subfamily_id", "signature", "reward",
+                          "canonical", "latex"}
         assert parse_rule(r["rule"]).key == r["key"]  # the rule is DSL text that re-parses to its key
-        assert ("subfamily", r["family"], r["subfamily"]) in names
+        assert by_id[r["subfamily_id"]]["parent"] == r["family_id"] and by_id[r["family_id"]]["name"] == r["family"]
     adam = next(r for r in view["rules"] if r["key"] == parse_rule("adam").key)
-    assert adam["rule"] == "adam" and "delta" in adam["canonical"]
+    assert adam["rule"] == "adam" and "delta" in adam["canonical"] and "sqrt(v)" in adam["signature"]
+    powersign = next(f for f in view["families"] if f["name"] == "PowerSign")
+    assert powersign["anchor"] == "PowerSign" and "base^(+-1)" in powersign["signature"]
 
 
-def test_edge_cases_and_bad_cuts():
+def test_edge_cases():
     empty = group_rules([])
     assert empty.families == [] and families_json(empty)["rules"] == [] and "no trained rules" in text_tree(empty)
     one = group_rules(rows([("g", 0.5)]))
-    assert [f.name for f in one.families] == ["SGD"] and one.linkage is None
+    assert [f.name for f in one.families] == ["SGD/Momentum"] and one.linkage is None
+    assert [f.id for f in one.families] == ["F1"] and one.families[0].children[0].id == "F1.1"
     unrewarded = group_rules([RuleRow(key=parse_rule(t).key, text=t) for t in ("sign(m)", "g", "m")])
     assert {m.row.text for m in unrewarded.members} == {"sign(m)", "g", "m"}
-    with pytest.raises(NosError, match="cuts must satisfy"):
-        group_rules([], family_cut=0.1, subfamily_cut=0.5)
-    assert (Config.family_cut, Config.subfamily_cut) == (FAMILY_CUT, SUBFAMILY_CUT)  # the CLI's defaults
 
 
 def test_family_tree_is_a_tree_written_by_networkx(rule_rewards, tmp_path):

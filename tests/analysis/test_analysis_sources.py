@@ -84,3 +84,16 @@ def test_load_run_reads_the_real_run_store(tmp_path: Path) -> None:
     assert run.rules == (RuleRow(rule.key, "powersign-cd", rule.canonical_text, rule.latex(), "ok", 0.77, 0.1,
                                  0.77, 0.76, 2.0),)
     assert [(s.idx, s.cache_hit) for s in run.samples] == [(0, False), (1, True)]
+
+
+def test_rules_file_with_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "rules.txt"
+    path.write_bytes(b"\xef\xbb\xbfsign(g)\t0.5\ng\n")
+    assert [(r.text, r.reward) for r in load_rules_file(path)] == [("sign(g)", 0.5), ("g", None)]
+
+
+def test_a_non_finite_rule_prints_as_written() -> None:
+    from nos_symbolic.dsl import to_dsl
+
+    assert to_dsl(parse_rule("1e300^15")) == "1e300^15"
+    assert to_dsl(parse_rule("g * 1e300^15")) == "g * 1e300^15"

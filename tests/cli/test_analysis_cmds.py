@@ -34,17 +34,23 @@ def test_families_json_has_families_and_rules_in_dsl(tmp_path, capsys):
     assert sorted(r["key"] for r in view["rules"]) == sorted(parse_rule(t).key for t in texts)
     by_key = {r["key"]: r for r in view["rules"]}
     assert by_key[parse_rule("(m / sqrt(v)) + (1e-4*w)").key]["rule"] == "adam + 1e-4*w"
-    assert by_key[parse_rule("powersign").key]["subfamily"] == by_key[parse_rule("2^(sign(m)*sign(g))*g").key]["subfamily"]
+    power, base2 = by_key[parse_rule("powersign").key], by_key[parse_rule("2^(sign(m)*sign(g))*g").key]
+    assert power["family_id"] == base2["family_id"] and power["subfamily_id"] != base2["subfamily_id"]
     tops = [f for f in view["families"] if f["parent"] is None]
-    assert tops and all(set(f) >= {"name", "parent", "anchor", "size", "best_rule", "best_reward"} for f in tops)
+    assert tops and all(set(f) >= {"id", "name", "parent", "signature", "anchor", "size", "best_rule", "best_reward"}
+                        for f in tops)
     assert max(f["best_reward"] for f in tops) == 0.92
+    family = {r["key"]: r["family"] for r in view["rules"]}
+    assert family[parse_rule("powersign").key] == "PowerSign" and family[parse_rule("addsign-cd").key] == "AddSign"
+    assert family[parse_rule("sign(m)").key] == "SignMomentum"
+    assert family[parse_rule("(m / sqrt(v)) + (1e-4*w)").key] == "Adam-like"
 
 
 def test_families_out_writes_tree_and_table(tmp_path, capsys):
     rules = write_rules(tmp_path / "rules.txt")
     assert main(["families", "--rules", str(rules), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
-    assert "PowerSign" in out
+    assert "F1 AddSign" in out and "signature: g times (1 +- 1)" in out
     for name in ("family_tree.png", "family_tree.graphml", "family_tree.txt", "families.tex", "families.json"):
         assert (tmp_path / "out" / name).stat().st_size > 0
 
@@ -57,8 +63,6 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert err.startswith("error: ") and "line 2" in err and err.count("\n") == 1
     assert main(["families", str(tmp_path / "nowhere")]) == 2
     assert "not found" in capsys.readouterr().err
-    assert main(["families", "--rules", str(write_rules(tmp_path / "r.txt")), "--family-cut", "0.01"]) == 2
-    assert "cuts must satisfy" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "nowhere")]) == 2
 
 
@@ -71,3 +75,25 @@ def test_report_of_two_runs_writes_markdown_and_html(tmp_path, capsys):
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "## Runs compared" in md and "| a | ppo | 6 | 3 | 0.8000 | `powersign` |" in md
     assert "| b | random | 4 | 2 | 0.7500 | `sign(m)` |" in md
+
+
+def test_an_output_path_under_a_file_is_one_error_naming_it(tmp_path, capsys):
+    rules = tmp_path / "rules.txt"
+    rules.write_text("sign(g)\ng\n")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["families", "--rules", str(rules), "--out", str(blocker / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and str(blocker / "x") in err
+
+
+def test_huge_rewards_print_compact_in_families_and_report(tmp_path, capsys):
+    run = make_run(tmp_path / "run", "random", [("sign(g)*g", 1e300), ("g", 0.5), ("sign(m)", -1e299)])
+    assert main(["families", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "1e+300" in out and "-1e+299" in out and "0.5000" in out
+    assert max(map(len, out.splitlines())) < 300
+    assert main(["report", str(run), "--out", str(tmp_path / "report")]) == 0
+    capsys.readouterr()
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "1e+300" in md and "0" * 50 not in md

@@ -13,7 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
 from _studies import make_run  # noqa: E402
 
 CONFIRM_KEYS = {"rule", "key", "source", "seeds", "test_acc_mean", "test_acc_ci95", "delta_vs_best_baseline",
-                "p_ttest", "p_wilcoxon", "verdict", "steps_to_target"}
+                "p_ttest", "p_wilcoxon", "verdict", "steps_to_target", "epochs", "search_epochs",
+                "search_test_acc_mean", "search_verdict", "flipped"}
 
 
 @pytest.fixture(autouse=True)
@@ -23,14 +24,15 @@ def cache(tmp_path_factory, monkeypatch):
 
 def test_confirm_json_rows(tmp_path, capsys):
     run = make_run(tmp_path / "r", [("m", 0.9, "ok")])
-    assert main(["confirm", str(run), "--top", "1", "--seeds", "2", "--workers", "0", "--json"]) == 0
+    assert main(["confirm", str(run), "--top", "1", "--seeds", "2", "--workers", "0", "--epochs", "2", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == 9 and all(CONFIRM_KEYS <= set(r) for r in rows)
+    assert len(rows) == 10 and all(CONFIRM_KEYS <= set(r) for r in rows)
+    assert "adam-cosine" in {r["rule"] for r in rows} and {r["epochs"] for r in rows} == {2}
     (rule,) = [r for r in rows if r["source"] == "search"]
     assert rule["rule"] == "m" and rule["seeds"] == [1, 2] and len(rule["test_acc_ci95"]) == 2
     assert rule["verdict"] in ("better", "same", "worse")
 
-    assert main(["confirm", str(run), "--top", "1", "--seeds", "2", "--workers", "0"]) == 0
+    assert main(["confirm", str(run), "--top", "1", "--seeds", "2", "--workers", "0", "--epochs", "2"]) == 0
     out = capsys.readouterr().out
     assert "paired against the best baseline" in out and "rules beat the best baseline" in out
 

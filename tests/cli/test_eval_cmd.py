@@ -55,3 +55,9 @@ def test_eval_of_a_hostile_rule_that_cannot_parse_is_exit_2(capsys, rule, messag
     assert main(["eval", "--", rule]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_eval_names_the_rule_that_does_not_parse(capsys):
+    assert main(["eval", "sgd", "sign(m)", "adam", "g g"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: rule 'g g': two operands with no operator between them at column 3"

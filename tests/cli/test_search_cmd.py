@@ -123,3 +123,21 @@ def test_top_on_a_foreign_sqlite_file_leaves_it_byte_identical(tmp_path, capsys)
     assert len(err) == 2 and all(line.startswith("error: ") and "not a run store" in line for line in err)
     assert (tmp_path / "store.sqlite").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["store.sqlite"]
+
+
+def test_sigterm_stops_a_search_as_ctrl_c_does():
+    import os
+    import signal
+
+    import pytest
+
+    from nos_cli import search_cmd
+
+    previous = search_cmd._interrupt_on_sigterm()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.sigtimedwait([], 0) if hasattr(signal, "sigtimedwait") else None
+    finally:
+        search_cmd._restore_sigterm(previous)
+    assert signal.getsignal(signal.SIGTERM) is previous

@@ -68,7 +68,8 @@ TINY = SearchSpace(n_groups=1, operands=("g", "m"), unary=("{x}", "sign({x})"),
 def test_evolution_proposes_every_new_neighbour_before_it_repeats_a_rule():
     # One parent, never replaced (nothing more is observed): its live one-token neighbours are all the
     # rules a mutation can reach; with enough tries each proposal is a rule not proposed before.
-    evolution = EvolutionStrategy(TINY, seed=0, population_size=1, tournament_size=1, mutation_tries=200)
+    evolution = EvolutionStrategy(TINY, seed=0, population_size=1, tournament_size=1, mutation_tries=200,
+                                  screen=False)  # every neighbour, trainable or not
     first = evolution.propose(1)[0]
     evolution.observe([(first, 1.0)])
     parent = list(first.tokens)

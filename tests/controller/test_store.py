@@ -175,7 +175,7 @@ def test_bad_inputs_are_refused(store: RunStore):
 
 def test_meta_persists(tmp_path: Path):
     with RunStore.open(tmp_path) as s:
-        assert s.schema_version == store_module.SCHEMA_VERSION == 2
+        assert s.schema_version == store_module.SCHEMA_VERSION == 3
         s.set_meta("config", {"budget": 10, "seeds": [1, 2]})
         s.set_meta("config", {"budget": 20, "seeds": [1, 2]})
     with RunStore.open(tmp_path) as s:
@@ -186,9 +186,9 @@ def test_meta_persists(tmp_path: Path):
 def test_newer_schema_is_refused(tmp_path: Path):
     with RunStore.open(tmp_path) as s:
         s._db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    with pytest.raises(StoreError, match=r"schema version 99.*up to 2"):
+    with pytest.raises(StoreError, match=r"schema version 99.*up to 3"):
         RunStore.open(tmp_path)
-    with pytest.raises(StoreError, match=r"schema version 99.*up to 2"):
+    with pytest.raises(StoreError, match=r"schema version 99.*up to 3"):
         RunStore.open_readonly(tmp_path)
 
 
@@ -201,11 +201,11 @@ def test_older_schema_is_migrated(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, add_notes])
     with RunStore.open(tmp_path) as s:
-        assert s.schema_version == 3
+        assert s.schema_version == 4
         assert s.lookup("key1", None).result.reward == 0.5
         assert s._db.execute("SELECT notes FROM rules").fetchone()[0] == ""
     with RunStore.open(tmp_path) as s:  # opening again does not migrate twice
-        assert s.schema_version == 3
+        assert s.schema_version == 4
 
 
 def _v1_store(path: Path) -> None:
@@ -227,7 +227,7 @@ def test_a_version_1_store_is_read_as_it_is_and_upgraded_when_written(tmp_path: 
         assert s.progress == Progress(0, 0) and [r.key for r in s.rules()] == ["k"]
     assert (tmp_path / "store.sqlite").read_bytes() == before
     with RunStore.open(tmp_path) as s:
-        assert s.schema_version == 2 and [r.idx for r in s.samples()] == [0]
+        assert s.schema_version == 3 and [r.idx for r in s.samples()] == [0]
         s.record_updates([(0, 0, {"pg_loss": 1.0})])
         assert list(s.updates()) == [(0, 0, {"pg_loss": 1.0})]
 

@@ -69,7 +69,7 @@ def hamming(a, b) -> int:
 
 
 def test_evolution_starts_uniform_then_mutates_tournament_winners():
-    evolution = EvolutionStrategy(SPACE, seed=0, population_size=5, tournament_size=5)
+    evolution = EvolutionStrategy(SPACE, seed=0, population_size=5, tournament_size=5, screen=False)
     initial = evolution.propose(5)
     assert [p.tokens for p in initial] == [p.tokens for p in RandomStrategy(SPACE, seed=0).propose(5)]
     evolution.observe([(p, float(i == 2)) for i, p in enumerate(initial)])  # member 2 is the best
@@ -92,7 +92,7 @@ def test_evolution_ages_out_the_oldest_whatever_its_reward():
 
 
 def test_evolution_stays_uniform_until_a_reward_arrives():
-    evolution = EvolutionStrategy(SPACE, seed=0, population_size=3, tournament_size=2)
+    evolution = EvolutionStrategy(SPACE, seed=0, population_size=3, tournament_size=2, screen=False)
     proposals = evolution.propose(6)  # nothing observed yet: no parent to mutate
     uniform = RandomStrategy(SPACE, seed=0).propose(6)
     assert [p.tokens for p in proposals] == [p.tokens for p in uniform]

@@ -140,3 +140,78 @@ def test_labels_are_checked_against_the_named_classes(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     write_batches(folder, [0, 1, 2], names=["cat", "dog"])
     assert "label 2 at index 2 is outside 0..1" in load_error(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["x 3-d", "x float64", "y float32", "x_test other width", "label 10"])
+def test_a_cache_of_the_wrong_shape_or_dtype_is_rebuilt(cache, damage):
+    first = get_task("mnist1d", num_samples=300)
+    (path,) = cache.glob("mnist1d-*.npz")
+    arrays = dict(np.load(path))
+    x, y = arrays["x"], arrays["y"]
+    arrays.update({"x 3-d": {"x": x[:, None, :]}, "x float64": {"x": x.astype(np.float64)},
+                   "y float32": {"y": y.astype(np.float32)}, "x_test other width": {"x_test": arrays["x_test"][:, :7]},
+                   "label 10": {"y": np.where(y == y[0], 10, y)}}[damage])
+    np.savez(path, **{k: arrays[k] for k in data_mod.MNIST1D_ARRAYS})
+    again = get_task("mnist1d", num_samples=300)
+    assert torch.equal(first.train.x, again.train.x) and torch.equal(first.test.y, again.test.y)
+    rebuilt = np.load(path)
+    assert rebuilt["x"].dtype == np.float32 and rebuilt["x"].ndim == 2 and rebuilt["y"].dtype == np.int64
+
+
+def test_a_cifar_cache_of_the_wrong_image_shape_is_rebuilt(tmp_path, cache):
+    write_tree(tmp_path / "data")
+    first = get_task("cifar10", data_dir=tmp_path / "data", val_fraction=0.5)
+    (path,) = cache.glob("cifar10-images-*.npz")
+    arrays = dict(np.load(path))
+    np.savez(path, **{**arrays, "x": np.zeros((len(arrays["y"]), 16, 16, 3), dtype=np.uint8)})
+    again = get_task("cifar10", data_dir=tmp_path / "data", val_fraction=0.5)
+    assert torch.equal(first.train.x, again.train.x)
+    assert np.load(path)["x"].shape[1:] == (32, 32, 3)
+
+
+def test_an_unwritable_cache_dir_builds_in_memory(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("NOS_CACHE_DIR", str(blocker / "cache"))
+    write_tree(tmp_path / "data")
+    with pytest.warns(RuntimeWarning, match="NOS_CACHE_DIR"):
+        task = get_task("cifar10", data_dir=tmp_path / "data", val_fraction=0.5)
+    assert task.classes == ("cat", "dog") and len(task.test) == 2
+    assert blocker.read_text().startswith("a file")
+
+
+def test_an_empty_class_folder_is_a_data_error_naming_it(tmp_path):
+    write_tree(tmp_path)
+    for split in ("train", "test"):
+        (tmp_path / split / "emu").mkdir()
+    message = load_error(tmp_path)
+    assert str(tmp_path / "test" / "emu") in message or str(tmp_path / "train" / "emu") in message
+    assert "holds no images" in message
+
+
+def test_a_class_folder_with_only_other_files_is_refused(tmp_path):
+    write_tree(tmp_path)
+    (tmp_path / "train" / "cat" / "0.png").rename(tmp_path / "train" / "cat" / "notes.txt")
+    assert str(tmp_path / "train" / "cat") in load_error(tmp_path)
+
+
+@pytest.mark.parametrize("value", [256.0, -1.0, 0.5, float("nan"), 300])
+def test_pixel_data_a_byte_cannot_hold_is_refused(tmp_path, value):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_batches(folder, [0, 1])
+    rows = np.zeros((2, 3 * 32 * 32), dtype=np.float64 if isinstance(value, float) else np.int64)
+    rows[1, 5] = value
+    with open(folder / "data_batch_1", "wb") as f:
+        pickle.dump({b"data": rows, b"labels": [0, 1]}, f)
+    message = load_error(tmp_path)
+    assert str(folder / "data_batch_1") in message and "0 to 255" in message and "index 3077" in message
+
+
+def test_whole_float_pixels_within_a_byte_are_read(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_batches(folder, list(range(10)))
+    rows = np.full((10, 3 * 32 * 32), 255.0)
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({b"data": rows, b"labels": list(range(10))}, f)
+    task = get_task("cifar10", data_dir=tmp_path, val_fraction=0.5)
+    assert len(task.test) == 10

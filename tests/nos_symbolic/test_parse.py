@@ -71,7 +71,7 @@ def test_syntax_errors_name_the_problem_and_column(text, message, column):
         ("drop(g, 1)", "0 <= p < 1"),
         ("drop(g, 1.5)", "0 <= p < 1"),
         ("clip(g, m)", "must be a finite number"),
-        ("cd(1e300^2)", "cd: n must be a finite number, got oo at column 1"),
+        ("cd(1e300^2)", "cd: n must be a finite number, got inf at column 1"),
         ("g(1)", "is an operand"),
         ("exp", "is a function"),
         ("powersign(g)", "named rule"),
