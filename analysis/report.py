@@ -211,6 +211,20 @@ def _best_rules_table(families: Families) -> doc.Table:
                      frozenset({4, 5, 6}))
 
 
+def _leaderboard_table(run: RunData) -> doc.Table:
+    """The run's best rules as `nos top` ranks them: by the longest length each reached, then its score."""
+    from nos_symbolic.dsl import dsl_text
+
+    rows = []
+    for r in run.leaderboard:
+        text = dsl_text(r.text)
+        short = (r.search_result or r.result).reward
+        rows.append([compact(r.epochs) if r.epochs else "search", doc.Code(text), percent(r.result.reward),
+                     percent(r.result.test_acc, missing="-"), percent(short)])
+    return doc.Table(["Epochs", "Rule", "Val. (%)", "Test (%)", "Val. at the search's length (%)"], rows,
+                     frozenset({0, 2, 3, 4}))
+
+
 def _sections(runs: Sequence[RunData], families: Families, graph: Any, paths: dict[str, Path],
               studies: Sequence[StudyTable], out: Path) -> list[doc.Section]:
     links = {k: doc.relative(p, out) for k, p in paths.items()}
@@ -220,6 +234,10 @@ def _sections(runs: Sequence[RunData], families: Families, graph: Any, paths: di
     if len(runs) > 1:
         sections.append(doc.Section("Runs compared", [_comparison(runs)]))
     sections += [
+        doc.Section("Leaderboard", [
+            doc.Paragraph("The best rules by the longest length each was trained to (the search promotes the best "
+                          "of each length to the next), then by validation score there."),
+            _leaderboard_table(runs[0])]),
         doc.Section("Best reward against evaluations", [doc.Image(paths["best_reward"], "Best reward against evaluations")]),
         doc.Section("Reward distribution", [doc.Image(paths["reward_distribution"], "Reward distribution")]),
         doc.Section("Families", [

@@ -8,11 +8,10 @@ samples are the store's own `SampleRow`s.
 from __future__ import annotations
 
 import math
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.store import STORE_FILENAME, RunStore, SampleRow, StoredRule
+from controller.store import STORE_FILENAME, RunStore, SampleRow, StoredRule, StoreError
 from nos_symbolic.errors import NosError
 from nos_symbolic.rule import parse_rule
 
@@ -42,6 +41,9 @@ class RuleRow:
                    reward=r.reward, lr=r.lr, val_acc=r.val_acc, test_acc=r.test_acc, seconds=r.seconds)
 
 
+LEADERBOARD_SIZE = 10
+
+
 @dataclass(frozen=True)
 class RunData:
     """Everything analysis reads from one run directory."""
@@ -49,6 +51,7 @@ class RunData:
     path: Path
     rules: tuple[RuleRow, ...]
     samples: tuple[SampleRow, ...]
+    leaderboard: tuple[StoredRule, ...] = ()  # the best rules by the longest length reached (RunStore.top)
 
 
 def load_rules_file(path: Path | str) -> list[RuleRow]:
@@ -104,6 +107,8 @@ def load_run(run_dir: Path | str) -> RunData:
         try:
             rules = tuple(RuleRow.from_stored(r) for r in opened.rules())
             samples = tuple(opened.samples())
-        except sqlite3.Error as e:  # a file damaged after it opened
+            leaderboard = tuple(opened.top(LEADERBOARD_SIZE))
+        except StoreError as e:  # a file damaged after it opened
             raise NosError(f"cannot read run store {store}: {e}") from None
-    return RunData(path=run_dir if run_dir.is_dir() else store.parent, rules=rules, samples=samples)
+    return RunData(path=run_dir if run_dir.is_dir() else store.parent, rules=rules, samples=samples,
+                   leaderboard=leaderboard)

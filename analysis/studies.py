@@ -44,9 +44,14 @@ def study_tables(run_dir: Path, out_dir: Path) -> list[StudyTable]:
     with RunStore.open_readonly(run_dir) as store:
         rows = store.trainings()
     tables = []
-    confirm_rows = [r for r in rows if r.study == CONFIRM]
-    for task in dict.fromkeys(r.task for r in confirm_rows):
-        tables.append(confirm_table(task, summarise(confirm_rows, task), out_dir))
+    # the confirmations at the length people train (study confirm@E) first, then at the search's length
+    studies = sorted({r.study for r in rows if r.study == CONFIRM or r.study.startswith(CONFIRM + "@")},
+                     key=lambda name: -int(name.partition("@")[2] or 0))
+    for study in studies:
+        confirm_rows = [r for r in rows if r.study == study]
+        epochs = study.partition("@")[2] or None
+        for task in dict.fromkeys(r.task for r in confirm_rows):
+            tables.append(confirm_table(task, summarise(confirm_rows, task), out_dir, epochs))
     transfer_rows = [r for r in rows if r.study == TRANSFER]
     if transfer_rows:
         tasks = dict.fromkeys(r.task for r in transfer_rows)
@@ -57,11 +62,13 @@ def study_tables(run_dir: Path, out_dir: Path) -> list[StudyTable]:
 # -- confirmation ------------------------------------------------------------------------------------
 
 
-def confirm_table(task: str, summaries: Sequence[Summary], out_dir: Path) -> StudyTable:
-    """The confirmation of one task's contenders (best mean test accuracy first)."""
+def confirm_table(task: str, summaries: Sequence[Summary], out_dir: Path, epochs: str | None = None) -> StudyTable:
+    """The confirmation of one task's contenders (best mean test accuracy first); `epochs`: the length
+    of a confirmation at the length people train (None: at the search's own length)."""
     n = max((len(s.seeds) for s in summaries), default=0)
     baseline = next((s.baseline for s in summaries if s.baseline), None)
-    title = (f"Confirmation on {task}: test {_metric(summaries)} over {n} seeds, paired against the best "
+    length = f"after {epochs} epochs" if epochs else "at the search's length"
+    title = (f"Confirmation on {task} {length}: test {_metric(summaries)} over {n} seeds, paired against the best "
              f"baseline ({baseline or 'none'})")
     head = ("Rule", "Source", "Test acc. (%)", "95% CI", "Δ vs best (pp)", "p (t)", "p (Wilcoxon)",
             "Verdict", "Steps to target")
@@ -77,7 +84,9 @@ def confirm_table(task: str, summaries: Sequence[Summary], out_dir: Path) -> Stu
         tex.append(rf"\texttt{{{latex_escape(s.rule)}}} & {s.source} & "
                    + " & ".join(cells) + r" \\")
     tex += [r"\bottomrule", r"\end{tabular}", ""]
-    plot = plot_dots(summaries, f"{task}: test {_metric(summaries)} (mean, 95% CI)", out_dir / f"confirm-{task}.png")
+    suffix = f"-{epochs}ep" if epochs else ""
+    plot = plot_dots(summaries, f"{task}, {length}: test {_metric(summaries)} (mean, 95% CI)",
+                     out_dir / f"confirm-{task}{suffix}.png")
     return StudyTable(title, "\n".join(md) + "\n", "\n".join(tex), [plot])
 
 
@@ -151,10 +160,24 @@ def plot_dots(summaries: Sequence[Summary], title: str, path: Path) -> Path:
     ax.set_yticks(range(len(shown)), [_shorten(s.rule, 48) for s in reversed(shown)], fontsize=8)
     if shown:
         ax.axvline(100 * max(s.test.mean for s in shown), color="tab:red", linestyle="--", linewidth=0.8)
-    ax.set_xlabel("test accuracy (%)")
+        ax.set_xlim(*_axis_range(shown))
+    ax.set_xlabel(f"test {_metric(summaries)} (%)")
     ax.set_title(title, fontsize=9)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return _save(fig, path)
+
+
+def _axis_range(shown: Sequence[Summary]) -> tuple[float, float]:
+    """x limits (in %) that keep the means readable: every mean with a margin of twice the median
+    whisker, so one contender's huge interval (a seed at chance) does not squash the rest; an
+    accuracy's axis stops at 100."""
+    means = [100 * s.test.mean for s in shown]
+    halves = sorted(100 * (s.test.high - s.test.mean) for s in shown if s.test.high is not None)
+    pad = max(2 * (halves[len(halves) // 2] if halves else 0.0), 0.5)
+    low, high = min(means) - pad, max(means) + pad
+    if all(s.metric == "accuracy" for s in shown):
+        high = min(high, 100.0)
+    return low, high
 
 
 # -- cells -------------------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ import json
 import math
 import multiprocessing as mp
 import os
-import sqlite3
 import statistics
 import tempfile
 import time
@@ -46,9 +45,10 @@ LAG = 2  # with two workers, rule i-1 may still be training when rule i starts
 def load_rules(source: Path, limit: int | None) -> list[str]:
     """The `ok` rules of a run directory (store order), or the lines of a rules file."""
     if source.is_dir():
-        con = sqlite3.connect(f"file:{source / 'store.sqlite'}?mode=ro", uri=True)
-        rows = con.execute("SELECT text FROM rules WHERE status = 'ok' ORDER BY rowid").fetchall()
-        rules = [r[0] for r in rows]
+        from controller.store import RunStore
+
+        with RunStore.open_readonly(source) as store:
+            rules = [r.text for r in store.rules() if r.result.status == "ok"]
     else:
         rules = [line.strip() for line in source.read_text().splitlines() if line.strip()]
     return rules[:limit] if limit else rules
@@ -61,8 +61,10 @@ def store_rewards(run_dir: Path) -> dict[str, float]:
     config = json.loads((run_dir / "config.json").read_text())["eval"]
     if EvalConfig.from_dict(config) != EvalConfig(protocol="full"):
         raise SystemExit(f"{run_dir} was not searched with the full protocol's defaults; drop --full0-from-store")
-    con = sqlite3.connect(f"file:{run_dir / 'store.sqlite'}?mode=ro", uri=True)
-    return dict(con.execute("SELECT text, reward FROM rules WHERE status = 'ok'").fetchall())
+    from controller.store import RunStore
+
+    with RunStore.open_readonly(run_dir) as store:
+        return {r.text: r.result.reward for r in store.rules() if r.result.status == "ok"}
 
 
 def parse_protocol(spec: str) -> tuple[str, dict, dict]:

@@ -1,10 +1,11 @@
 """A tabular replay of the search strategies: no child training, rewards from a lookup table.
 
-    python bench/bench_strategies.py [--store /work/runs/fid-src] [--seeds 10] [--budget 300]
+    python bench/bench_strategies.py [--table bench/fidelity_truth.csv|RUN_DIR] [--seeds 10] [--budget 300]
                                      [--strategies ppo-mean ppo-best evolution random] [--target 0.80]
 
-The table is the rewards of the trained rules of a run's store (read-only), keyed by rule key and by
-fingerprint. A rule outside the table that passes the pre-screen is scored by a behavioural nearest
+The table is the fidelity study's truth (each rule's test accuracy after 30 epochs, lr tuned: the
+long-horizon reward), or the rewards of the trained rules of a run's store (read-only), keyed by rule
+key and by fingerprint. A rule outside the table that passes the pre-screen is scored by a behavioural nearest
 neighbour: with s = max(0, cosine of its update with the closest table rule's, on the pre-screen's 16
 descent probes, each probe's update scaled to unit norm),
 
@@ -92,6 +93,23 @@ class Table:
         return cls({r.key: r.result.reward for r in trained}, {r.fingerprint: r.result.reward for r in trained},
                    np.stack([b for b, _ in rows]), rewards, float(np.percentile(rewards, 10)))
 
+    @classmethod
+    def from_csv(cls, path: Path) -> "Table":
+        """The fidelity study's truth (bench/fidelity_truth.csv): each rule's test accuracy after 30
+        epochs with its lr tuned, the long-horizon reward; torch's baselines (not DSL rules) left out."""
+        import csv
+
+        from nos_symbolic.evaluate import BASELINE_NAMES
+
+        with open(path, newline="") as f:
+            table = [(parse_rule(row["rule"]), float(row["truth"])) for row in csv.DictReader(f)
+                     if row["truth"] and row["rule"] not in BASELINE_NAMES]
+        rows = [(behaviour(rule), truth) for rule, truth in table]
+        rows = [(b, r) for b, r in rows if b is not None]
+        rewards = np.array([r for _, r in rows])
+        return cls({rule.key: truth for rule, truth in table}, {rule.fingerprint: truth for rule, truth in table},
+                   np.stack([b for b, _ in rows]), rewards, float(np.percentile(rewards, 10)))
+
     def score(self, rule: Rule) -> float:
         """The table's reward, else the nearest neighbour's surrogate (module docstring)."""
         if rule.key in self.by_key:
@@ -161,7 +179,9 @@ def first_reaching(curve: list[float], target: float) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--store", default="/work/runs/fid-src", help="a run directory: its store is the table")
+    parser.add_argument("--table", default=str(Path(__file__).resolve().parent / "fidelity_truth.csv"),
+                        help="the rewards: the fidelity study's CSV (30-epoch truth; the default) or a run directory "
+                             "(its store's 3-epoch rewards)")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--budget", type=int, default=300)
     parser.add_argument("--strategies", nargs="+", default=["ppo-mean", "ppo-best", "evolution", "random"],
@@ -169,9 +189,10 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.80, help="the quality whose first reach is timed")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    table = Table.from_store(Path(args.store))
+    source = Path(args.table)
+    table = Table.from_store(source) if source.is_dir() else Table.from_csv(source)
     score = lru_cache(maxsize=None)(lambda text: table.score(_rule(text)))
-    print(f"table: {len(table.by_key)} trained rules of {args.store} (best {table.rewards.max():.4f}, "
+    print(f"table: {len(table.by_key)} trained rules of {args.table} (best {table.rewards.max():.4f}, "
           f"r_low {table.low:.4f}); budget {args.budget}, seeds 0..{args.seeds - 1}, target {args.target}")
     results: dict[str, list[Replay]] = {}
     for name in args.strategies:

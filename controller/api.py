@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from controller.promotion import DEFAULT_BUDGET
 from nos_symbolic.errors import NosError
 from nos_symbolic.evaluate import EvalConfig
 from nos_symbolic.result import EvalResult
@@ -82,7 +83,7 @@ def summary_row(spec: str, key: str | None, results: list[EvalResult]) -> dict[s
 
 
 def search_config(task: str = "mnist1d", *, task_options: dict[str, Any] | None = None, strategy: str = "ppo",
-                  budget: int = 300, workers: int | None = None, seed: int = 0, eval: EvalConfig | None = None,
+                  budget: int = DEFAULT_BUDGET, workers: int | None = None, seed: int = 0, eval: EvalConfig | None = None,
                   **settings: Any):
     """A SearchConfig: settings are SearchConfig's fields (round_size, timeout, backend, ...) and, for
     the evaluation, EvalConfig's (epochs, lrs, protocol, ...); eval, when given, replaces task,

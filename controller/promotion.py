@@ -26,6 +26,9 @@ from typing import Sequence
 DEFAULT_LENGTHS: tuple[int, ...] = (10, 30)
 DEFAULT_PROMOTE = 0.25
 DEFAULT_DECAYS: tuple[str, ...] = ("cd",)
+# A search's default budget, in trainings at every length: 240 with promotion take about 1.5x the wall
+# time 300 trainings at 3 epochs did (bench/bench_search_story.py: 128 s before, 233 s for 300 now).
+DEFAULT_BUDGET = 240
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ import torch
 
 from controller.executors import make_executor
 from controller.lock import run_lock
-from controller.promotion import DEFAULT_DECAYS, DEFAULT_LENGTHS, DEFAULT_PROMOTE, Entrant, promoted, variant_text
+from controller.promotion import DEFAULT_BUDGET, DEFAULT_DECAYS, DEFAULT_LENGTHS, DEFAULT_PROMOTE, Entrant, promoted, variant_text
 from controller.rundir import create_run_dir, default_run_dir, discard_run_dir
 from controller.store import STORE_FILENAME, RuleRecord, RunStore, SampleRecord, StoredRule, StoreError
 from nos_symbolic.errors import NosError, check_known_keys
@@ -73,7 +73,7 @@ class SearchConfig:
     """A search run. Recorded in the run directory's config.json.
 
     strategy:   ppo (the paper's controller), random, evolution, or module:Class (a plug-in Strategy)
-    budget:     evaluations (trainings of a child network), not samples
+    budget:     trainings of a child network at any length (promotions included), not samples
     workers:    worker processes (0: evaluate in this process)
     seed:       the strategy's seed; evaluations use eval.seed
     n_groups:   5-token groups per rule (op1, op2, u1, u2, b)
@@ -95,7 +95,7 @@ class SearchConfig:
     """
 
     strategy: str = "ppo"
-    budget: int = 300
+    budget: int = DEFAULT_BUDGET
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     seed: int = 0
     n_groups: int = 3

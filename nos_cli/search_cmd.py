@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.promotion import DEFAULT_DECAYS, DEFAULT_LENGTHS, DEFAULT_PROMOTE
+from controller.promotion import DEFAULT_BUDGET, DEFAULT_DECAYS, DEFAULT_LENGTHS, DEFAULT_PROMOTE
 from nos_cli.task_option import TASK_HELP, parse_task_options, task_option_field
 from nos_symbolic.evaluate import DEFAULT_PROTOCOL
 from nos_symbolic.tasks.train import DEFAULT_LRS
@@ -21,7 +21,8 @@ from nos_symbolic.tasks.train import DEFAULT_LRS
 class Config:
     strategy: str = field(default="ppo", metadata={"help": "ppo (the paper's controller), random, evolution, "
                                                            "or module:Class (a Strategy of your own)"})
-    budget: int = field(default=300, metadata={"help": "evaluations (child trainings), not samples"})
+    budget: int = field(default=DEFAULT_BUDGET, metadata={"help": "trainings of a child network at any length "
+                                                                  "(promotions included), not samples"})
     workers: int | None = field(default=None, metadata={"help": "worker processes (default: one per core; 0: in this process)"})
     run_dir: str | None = field(default=None, metadata={"help": "run directory: new or empty (default runs/STRATEGY-DATE-TIME)"})
     resume: bool = field(default=False, metadata={"help": "continue the run in --run-dir with its recorded settings "

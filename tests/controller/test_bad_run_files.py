@@ -252,7 +252,7 @@ def test_the_throughput_after_a_resume_counts_only_this_invocations_trainings(tm
     make_run(tmp_path / "run", budget=4)
     with RunStore.open_readonly(tmp_path / "run") as store:
         stored = store.n_evaluations() + sum(map(len, store.lengths().values()))  # promotions included
-    search = Search(SearchConfig(strategy="random", budget=6, workers=0, seed=3, round_size=2), tmp_path / "run",
+    search = Search(SearchConfig(strategy="random", budget=14, workers=0, seed=3, round_size=2), tmp_path / "run",
                     resume=True)
     try:
         progress = search.run()
