@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from typing import Sequence
 
@@ -34,12 +35,20 @@ class _Parser(argparse.ArgumentParser):
     when parsing fails on one, the error says to put `--` before it (a rule such as -g*m).
     """
 
-    def __init__(self, *args, dash_words: tuple[str, ...] = (), **kwargs) -> None:
+    def __init__(self, *args, dash_words: tuple[str, ...] = (), command: str | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.dash_words = dash_words
+        self.command = command  # the command word, when it is known
 
     def error(self, message: str) -> None:  # type: ignore[override]
         words = [w for w in self.dash_words if w.split("=")[0] not in self._option_string_actions]
+        if message.startswith("unrecognized arguments"):  # only the words argparse could not place
+            words = [w for w in words if w in message.split()]
+            option = next((w for w in words if re.fullmatch(r"--[a-z][a-z0-9-]*(=.*)?", w)), None)
+            if option is not None:
+                command = f"{self.prog} {self.command}" if self.command else self.prog
+                sys.stderr.write(f"error: unknown option {option.split('=')[0]} (see `{command} --help`)\n")
+                raise SystemExit(2)
         hint = ""
         if words and message.startswith(_DASH_ERRORS):
             hint = (f"; a rule that starts with '-' goes after `--`, e.g. `{self.prog} -- {words[0]}`")
@@ -54,7 +63,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     argv = () if argv is None else argv
     dash = tuple(w for w in argv if w.startswith("-") and w not in ("-", "--"))
     parser = _Parser(prog="nos", description="Neural optimizer search with symbolic update rules.",
-                     dash_words=dash)
+                     dash_words=dash, command=_command_word(argv))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     chosen = _command_word(argv)

@@ -16,3 +16,15 @@ def test_a_command_imports_only_its_own_module():
     probe = PROBE.replace("['--help']", "['parse', 'g', '--json']")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1].endswith("['nos_cli.parse_cmd']")
+
+
+def test_an_unknown_option_is_named_with_its_command(capsys):
+    import pytest
+
+    from nos_cli import main
+
+    for argv in (["eval", "adam", "--epochs", "3", "--workers", "2"], ["eval", "adam", "--workers=2"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err == "error: unknown option --workers (see `nos eval --help`)\n"
