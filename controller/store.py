@@ -35,14 +35,18 @@ import math
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from controller.rows import Progress, RuleRecord, SampleRecord, SampleRow, StoredRule, TrainingRow
+from controller.schema import MIGRATIONS, SCHEMA_VERSION
 from nos_symbolic.errors import NosError
 from nos_symbolic.result import EvalResult
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "STORE_FILENAME", "Progress", "RuleRecord", "RunStore", "SampleRecord",
+           "SampleRow", "StoreError", "StoredRule", "TrainingRow"]
 
 STORE_FILENAME = "store.sqlite"
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -91,98 +95,6 @@ class StoreError(NosError):
     """The store cannot be opened or written; the message names the file and what to do."""
 
 
-@dataclass(frozen=True)
-class RuleRecord:
-    """What the search knows about a rule before its evaluation: identity, forms and seed."""
-
-    key: str
-    fingerprint: str | None
-    scale_fingerprint: str | None
-    text: str
-    canonical: str | None
-    latex: str | None
-    seed: int
-
-
-@dataclass(frozen=True)
-class SampleRecord:
-    """One sample drawn by the search: the tokens, the rule they spelt and the reward it got."""
-
-    idx: int
-    strategy: str
-    tokens: tuple[int, ...]
-    rule_key: str | None
-    reward: float
-    cache_hit: bool
-
-
-@dataclass(frozen=True)
-class StoredRule:
-    """A `rules` row read back. `result.seed` is the row's seed (the one the search chose)."""
-
-    key: str
-    fingerprint: str | None
-    scale_fingerprint: str | None
-    text: str
-    canonical: str | None
-    latex: str | None
-    seed: int
-    result: EvalResult
-    created_at: str
-    updated_at: str
-    epochs: float | None = None  # the length `result` was trained at (None: the search's own length)
-    search_result: EvalResult | None = None  # the result at the search's length, when `result` is longer
-
-
-@dataclass(frozen=True)
-class SampleRow:
-    """A `samples` row read back: one rule the search drew, in draw order (rule_key None where the
-    tokens spelt no rule)."""
-
-    idx: int
-    strategy: str
-    tokens: tuple[int, ...]
-    rule_key: str | None
-    reward: float
-    cache_hit: bool
-    created_at: str = ""
-
-
-@dataclass(frozen=True)
-class Progress:
-    """How far the store has recorded a search: rounds ended and the samples those rounds drew."""
-
-    rounds: int = 0
-    samples: int = 0
-
-
-# -- trainings (confirm, transfer): the row type; the methods are RunStore's section of that name.
-
-
-@dataclass(frozen=True)
-class TrainingRow:
-    """One training of a study (`confirm`, `transfer`): a rule or baseline on a task with one seed.
-
-    rule:    DSL text (a baseline's name for torch's optimizers); key: the rule's key or that name
-    source:  `search` (a rule the search found), `baseline` or `given` (from a rules file)
-    metrics: JSON-safe extras of the training (per-epoch validation curve, losses, reason, ...)
-    """
-
-    study: str
-    rule: str
-    key: str
-    source: str
-    task: str
-    seed: int
-    status: str
-    lr: float | None
-    val_acc: float | None
-    test_acc: float | None
-    metrics: dict[str, Any]
-    seconds: float
-    created_at: str = ""
-
-
 _TRAINING_COLUMNS = tuple(f.name for f in dataclasses.fields(TrainingRow))
 # The unique key (study, key, task, seed) makes a second write of the same training a no-op.
 _INSERT_TRAINING = (
@@ -191,105 +103,6 @@ _INSERT_TRAINING = (
 )
 
 
-# ---------------------------------------------------------------------------------------------------
-# Schema. MIGRATIONS[v] takes a store at version v to version v + 1; a fresh file is version 0, so
-# creating a store and upgrading an old one run the same code. Add a version by appending a function;
-# never edit one that has shipped, since old run directories replay it.
-
-
-def _create_v1(db: sqlite3.Connection) -> None:
-    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    db.execute(
-        """CREATE TABLE rules (
-            key TEXT PRIMARY KEY,
-            fingerprint TEXT,
-            scale_fingerprint TEXT,
-            text TEXT NOT NULL,
-            canonical TEXT,
-            latex TEXT,
-            status TEXT NOT NULL,
-            reward REAL NOT NULL,
-            lr REAL,
-            val_acc REAL,
-            test_acc REAL,
-            steps INTEGER NOT NULL,
-            seconds REAL NOT NULL,
-            seed INTEGER NOT NULL,
-            reason TEXT NOT NULL,
-            loss_curve TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL)"""
-    )
-    db.execute("CREATE INDEX rules_fingerprint ON rules (fingerprint)")
-    db.execute(
-        """CREATE TABLE samples (
-            idx INTEGER PRIMARY KEY,
-            strategy TEXT NOT NULL,
-            tokens TEXT NOT NULL,
-            rule_key TEXT REFERENCES rules (key),
-            reward REAL NOT NULL,
-            cache_hit INTEGER NOT NULL,
-            created_at TEXT NOT NULL)"""
-    )
-
-
-def _create_v2(db: sqlite3.Connection) -> None:
-    """Controller update statistics (once a side file), the trainings of confirm / transfer, and each
-    rule's per-epoch validation curve (the hurdle protocol's thresholds come from it)."""
-    if "val_curve" not in {row[1] for row in db.execute("PRAGMA table_info(rules)")}:
-        db.execute("ALTER TABLE rules ADD COLUMN val_curve TEXT NOT NULL DEFAULT '[]'")
-    db.execute(
-        """CREATE TABLE updates (
-            round INTEGER NOT NULL,
-            idx INTEGER NOT NULL,
-            stats TEXT NOT NULL,
-            PRIMARY KEY (round, idx))"""
-    )
-    # One row per finished training of a study (`confirm`, `transfer`): a rule or baseline, on a task,
-    # with one seed. The unique key makes a resumed study skip what it already trained.
-    db.execute(
-        """CREATE TABLE trainings (
-            id INTEGER PRIMARY KEY,
-            study TEXT NOT NULL,
-            rule TEXT NOT NULL,
-            key TEXT NOT NULL,
-            source TEXT NOT NULL,
-            task TEXT NOT NULL,
-            seed INTEGER NOT NULL,
-            status TEXT NOT NULL,
-            lr REAL,
-            val_acc REAL,
-            test_acc REAL,
-            metrics TEXT NOT NULL,
-            seconds REAL NOT NULL,
-            created_at TEXT NOT NULL,
-            UNIQUE (study, key, task, seed))"""
-    )
-
-
-def _create_v3(db: sqlite3.Connection) -> None:
-    """Multi-fidelity search: a rule's trainings at lengths past the search's own (`lengths`, one row
-    per rule and length, with the round that promoted it), and the decayed variants of promoted
-    rules (`variants`: the rule, the rule it decays and the round that made it)."""
-    db.execute(
-        """CREATE TABLE IF NOT EXISTS lengths (
-            key TEXT NOT NULL REFERENCES rules (key),
-            epochs REAL NOT NULL,
-            round INTEGER NOT NULL,
-            result TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            PRIMARY KEY (key, epochs))"""
-    )
-    db.execute(
-        """CREATE TABLE IF NOT EXISTS variants (
-            key TEXT PRIMARY KEY REFERENCES rules (key),
-            parent TEXT NOT NULL,
-            round INTEGER NOT NULL)"""
-    )
-
-
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_create_v1, _create_v2, _create_v3]
-SCHEMA_VERSION = len(MIGRATIONS)
 
 _RULE_COLUMNS = (
     "key", "fingerprint", "scale_fingerprint", "text", "canonical", "latex", "status", "reward", "lr",
