@@ -110,17 +110,10 @@ def search(task: str = "mnist1d", *, run_dir: str | Path | None = None, on_progr
 def resume(run_dir: str | Path, *, on_progress: Callable | None = None, **changes: Any) -> Path:
     """Continue the search in run_dir with the settings it recorded; changes may set budget, workers,
     timeout, backend, address, cpus_per_eval and gpus_per_eval (the settings a resume may change)."""
-    from controller.search import RESUMABLE_CHANGES, SearchConfig, read_run_config
+    from controller.run_config import resumed_config
 
     run_dir = Path(run_dir)
-    refused = sorted(set(changes) - RESUMABLE_CHANGES)
-    if refused:
-        raise NosError(f"cannot change {', '.join(refused)} on resume (only {', '.join(sorted(RESUMABLE_CHANGES))})")
-    stored = read_run_config(run_dir)
-    try:
-        config = SearchConfig.from_dict({**stored, **changes})
-    except (TypeError, NosError) as err:
-        raise NosError(f"the config recorded in {run_dir} is not valid: {err}") from None
+    config = resumed_config(run_dir, changes)
     return _run_search(config, run_dir, True, on_progress)
 
 

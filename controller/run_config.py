@@ -223,12 +223,26 @@ def resume_config(run_dir: Path, given: SearchConfig, explicit: set[str]) -> Sea
     if diff:
         raise NosError(f"refusing to resume {run_dir} with a different config: {'; '.join(diff)} "
                        f"(only {', '.join(sorted(RESUMABLE_CHANGES))} may change on --resume)")
-    merged = dict(stored)
-    for key in explicit & RESUMABLE_CHANGES:
-        merged[key] = wanted[key]
-    if "gpus_per_eval" in explicit and isinstance(stored.get("eval", {}), dict):
-        # evaluations follow their resources onto or off the GPU
-        merged["eval"] = {**stored.get("eval", {}), "device": wanted["eval"]["device"]}
+    return _with_changes(run_dir, stored, {key: wanted[key] for key in explicit & RESUMABLE_CHANGES})
+
+
+def resumed_config(run_dir: Path, changes: dict[str, Any]) -> SearchConfig:
+    """The run's recorded config with `changes` applied, each a setting a resume may change
+    (RESUMABLE_CHANGES: budget, workers, ...); the way a Python caller resumes."""
+    refused = sorted(set(changes) - RESUMABLE_CHANGES)
+    if refused:
+        raise NosError(f"cannot change {', '.join(refused)} on resume (only {', '.join(sorted(RESUMABLE_CHANGES))})")
+    return _with_changes(run_dir, read_run_config(run_dir), changes)
+
+
+def _with_changes(run_dir: Path, stored: dict[str, Any], changes: dict[str, Any]) -> SearchConfig:
+    """stored with the resumable `changes` applied, as a checked SearchConfig; the evaluations follow
+    gpus_per_eval onto or off the GPU."""
+    merged = {**stored, **changes}
+    gpus = changes.get("gpus_per_eval")
+    if "gpus_per_eval" in changes and isinstance(stored.get("eval", {}), dict):
+        merged["eval"] = {**stored.get("eval", {}),
+                          "device": "cuda" if isinstance(gpus, (int, float)) and gpus > 0 else "cpu"}
     try:
         return SearchConfig.from_dict(merged)
     except (TypeError, ValueError, AttributeError, KeyError) as err:  # NosError is a ValueError

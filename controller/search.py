@@ -350,16 +350,17 @@ class Search:
             chosen = promoted(population, self.config.promote, {k for k, v in lengths.items() if epochs in v})
             jobs: list[tuple[str, int | None]] = [(e.key, epochs) for e in chosen]
             texts = {e.key: e.text for e in chosen}
-            parents: dict[str, str] = {}
+            new_variants: dict[str, tuple[Any, str]] = {}  # key -> (its Rule, its parent's key)
             if level == 0:  # the decayed variants compete from the first longer length on
                 for e in chosen:
                     for decay in self.config.decays:
-                        jobs += self._variant(e, decay, epochs, texts, parents, lengths)
+                        jobs += self._variant(e, decay, epochs, texts, new_variants, lengths)
             for (key, length), result in zip(jobs, self._train_all(executor, [(texts[k], e) for k, e in jobs],
                                                                      on_progress, start)):
                 if length is None:  # a new variant's training at the search's own length
-                    self.store.record_evaluation(self._record(self._parse(texts[key])), result, [])
-                    self.store.record_variant(key, parents[key], self.rounds)
+                    rule, parent = new_variants[key]
+                    self.store.record_evaluation(self._record(rule), result, [])
+                    self.store.record_variant(key, parent, self.rounds)
                 else:
                     self.store.record_length(key, length, self.rounds, result)
                     lengths.setdefault(key, {})[length] = result
@@ -367,10 +368,12 @@ class Search:
                           if epochs in v and v[epochs].status == "ok"]
         self._refresh_progress(start)
 
-    def _variant(self, parent: Entrant, decay: str, epochs: int, texts: dict[str, str], parents: dict[str, str],
+    def _variant(self, parent: Entrant, decay: str, epochs: int, texts: dict[str, str],
+                 new_variants: dict[str, tuple[Any, str]],
                  lengths: dict[str, dict[float, EvalResult]]) -> list[tuple[str, int | None]]:
         """The trainings the variant (parent)*decay still needs: at the search's length if it was never
-        trained, and at `epochs`; none when the pre-screen rejects it or it is too complex to build."""
+        trained (it is then noted in new_variants with its Rule and parent), and at `epochs`; none when
+        the pre-screen rejects it or it is too complex to build."""
         from nos_symbolic.dsl import dsl_text
 
         try:
@@ -388,7 +391,7 @@ class Search:
                     status="rejected", seed=self.config.eval.seed, reason=screen.reason), [])
                 return []
             need.append((key, None))
-            parents[key] = parent.key
+            new_variants[key] = (rule, parent.key)
         elif stored.result.status == "rejected":
             return []
         if epochs not in lengths.get(key, {}):
@@ -413,11 +416,6 @@ class Search:
 
     def _stored(self, key: str) -> StoredRule | None:
         return self.store.lookup(key, None)
-
-    def _parse(self, text: str):
-        from nos_symbolic.rule import parse_rule
-
-        return parse_rule(text)
 
     def _samples(self, proposals: list[Any], keys: list[str], rewards: list[float | None],
                  hits: list[bool]) -> list[SampleRecord]:
@@ -460,7 +458,7 @@ class Search:
 
     def _refresh_progress(self, start: float | None = None) -> None:
         p, store = self.progress, self.store
-        p.evaluations = store.n_evaluations() + sum(map(len, store.lengths().values()))
+        p.evaluations = store.n_trainings()
         p.samples = store.n_samples()
         p.cache_hits = store.n_cache_hits()
         p.rejected = store.n_evaluations(count_rejected=True) - store.n_evaluations()

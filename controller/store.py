@@ -379,18 +379,24 @@ class RunStore:
         """The `k` best rules: those trained at the longest length first, each ranked by its score
         at the longest length it reached (its `result` is that training's, `epochs` its length);
         then by reward at the search's length (ties: first evaluated first). `status` filters on
-        the status at that longest length (`None`: any status)."""
+        the status at that longest length (`None`: any status). Reads the promoted rules and at most
+        k + their number of the others, not the whole table."""
         longer = self.lengths()
-        ranked = []
-        for i, row in enumerate(self._db.execute("SELECT * FROM rules ORDER BY rowid")):
-            stored = _stored_rule(row)
-            if stored.key in longer:
-                epochs, result = max(longer[stored.key].items())
-                stored = dataclasses.replace(stored, result=result, epochs=epochs, search_result=stored.result)
-            if status is None or stored.result.status == status:
-                ranked.append(((stored.epochs or 0.0), stored.result.reward, -i, stored))
-        ranked.sort(key=lambda t: t[:3], reverse=True)
-        return [t[3] for t in ranked[:k]]
+        promoted = []
+        for key, results in longer.items():
+            row = self._db.execute("SELECT rowid AS n, * FROM rules WHERE key = ?", (key,)).fetchone()
+            epochs, result = max(results.items())
+            if row is not None and (status is None or result.status == status):
+                base = _stored_rule(row)
+                stored = dataclasses.replace(base, result=result, epochs=epochs, search_result=base.result)
+                promoted.append(((epochs, result.reward, -row["n"]), stored))
+        promoted.sort(key=lambda t: t[0], reverse=True)
+        out = [stored for _, stored in promoted[:k]]
+        where, params = ("", ()) if status is None else ("WHERE status = ?", (status,))
+        rows = self._db.execute(f"SELECT * FROM rules {where} ORDER BY reward DESC, rowid LIMIT ?",
+                                (*params, max(0, k - len(out)) + len(longer))).fetchall()
+        out += [_stored_rule(r) for r in rows if r["key"] not in longer]
+        return out[:k]
 
     @_reads
     def recent_val_curves(self, n: int) -> list[tuple[tuple[int, float], ...]]:
@@ -476,7 +482,20 @@ class RunStore:
     def n_promoted(self, before_round: int | None = None) -> int:
         """Trainings the promotions cost: every training at a longer length, and the decayed variants'
         trainings at the search's length (those of rounds before `before_round` when given)."""
-        return sum(map(len, self.lengths(before_round).values())) + len(self.variants(before_round))
+        return self._count("lengths", before_round) + self._count("variants", before_round)
+
+    @_reads
+    def n_trainings(self) -> int:
+        """Trainings of every length: the rules trained at the search's length and every longer one."""
+        return self.n_evaluations() + self._count("lengths")
+
+    def _count(self, table: str, before_round: int | None = None) -> int:
+        """Rows of `table` (lengths or variants; 0 in a store from before them), those of rounds before
+        `before_round` when given."""
+        if table not in self._tables():
+            return 0
+        where, params = ("", ()) if before_round is None else (" WHERE round < ?", (before_round,))
+        return int(self._db.execute(f"SELECT COUNT(*) FROM {table}{where}", params).fetchone()[0])
 
     # -- trainings (confirm, transfer) ---------------------------------------------------------------
 

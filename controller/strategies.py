@@ -15,7 +15,6 @@ the outstanding proposals (plain data) to observe after resuming.
 from __future__ import annotations
 
 import copy
-import importlib
 import inspect
 import os
 import sys
@@ -33,6 +32,7 @@ from controller.screen import DEFAULT_RESAMPLES, TokenScreen
 from controller.space import SearchSpace
 from controller.warmstart import warm_start_tokens
 from nos_symbolic.errors import NosError
+from nos_symbolic.user_module import import_user_module
 from nos_symbolic.rule import parse_rule
 
 
@@ -388,17 +388,7 @@ def plugin_class(spec: str) -> type[Strategy]:
                        f"Strategy subclass HandWritten in my_rules.py")
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.append(os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name is None or not (module_name == err.name or module_name.startswith(err.name + ".")):
-            raise NosError(f"importing module {module_name!r} for strategy {spec!r} failed: {err}; install "
-                           f"what it imports") from None
-        raise NosError(f"no module {module_name!r} for strategy {spec!r}: put {module_name.split('.')[0]}.py "
-                       f"in the current directory or its directory on PYTHONPATH") from None
-    except Exception as err:  # the user's module is broken: say where, not a traceback of the search
-        raise NosError(f"importing module {module_name!r} for strategy {spec!r} failed: "
-                       f"{type(err).__name__}: {err}") from None
+    module = import_user_module(module_name, f"strategy {spec!r}")
     cls = getattr(module, class_name, None)
     if cls is None:
         found = sorted(n for n, v in vars(module).items()

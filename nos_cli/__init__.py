@@ -59,25 +59,23 @@ class _Parser(argparse.ArgumentParser):
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The `nos` parser; `argv`, the words it will parse, lets a usage error explain `--`, and only
     the command it names is imported (None: every command, fully)."""
-    everything = argv is None
+    # Built fully: every command (argv None), or only the one argv runs, so `nos parse` imports no
+    # other; with no command named (`nos --help`, a usage error) the list of commands is enough.
+    full = set(COMMANDS) if argv is None else set()
     argv = () if argv is None else argv
+    chosen = _command_word(argv)
     dash = tuple(w for w in argv if w.startswith("-") and w not in ("-", "--"))
     parser = _Parser(prog="nos", description="Neural optimizer search with symbolic update rules.",
-                     dash_words=dash, command=_command_word(argv))
+                     dash_words=dash, command=chosen)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    chosen = _command_word(argv)
     for name, (module, help_text) in COMMANDS.items():
-        if everything:
-            chosen = name
-        if chosen is not None and name != chosen:
-            continue  # only the command being run is imported: `nos parse` pays for no other
-        if chosen is None:  # `nos --help` or a usage error: the list of commands is enough
+        if name in full or name == chosen:
+            cmd = importlib.import_module(module)
+            add_config_arguments(sub.add_parser(name, help=help_text, description=cmd.__doc__, dash_words=dash),
+                                 cmd.Config)
+        elif chosen is None:
             sub.add_parser(name, help=help_text, dash_words=dash)
-            continue
-        cmd = importlib.import_module(module)
-        p = sub.add_parser(name, help=help_text, description=cmd.__doc__, dash_words=dash)
-        add_config_arguments(p, cmd.Config)
     return parser
 
 

@@ -12,7 +12,6 @@ fix is a NosError naming it.
 """
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import inspect
 import os
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from nos_symbolic.errors import NosError
+from nos_symbolic.user_module import ON_PATH, import_user_module
 from nos_symbolic.tasks.task import Task
 
 # spec -> the metric name of the task it built in this process, so tables can name a score from
@@ -66,18 +66,8 @@ def build_custom_task(spec: str, options: dict[str, Any], path: str | None = Non
     loaded = sys.modules.get(module_name)
     if path is not None and loaded is not None and not _inside(getattr(loaded, "__file__", None), path):
         del sys.modules[module_name]  # a module of that name from elsewhere: import the recorded one
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name is None or not (module_name == err.name or module_name.startswith(err.name + ".")):
-            raise NosError(f"importing module {module_name!r} for task {spec!r} failed: {err}; install what "
-                           f"it imports") from None
-        where = f"in {path}" if path is not None else "in the current directory or its directory on PYTHONPATH"
-        raise NosError(f"no module {module_name!r} for task {spec!r}: put {module_name.split('.')[0]}.py "
-                       f"{where}") from None
-    except Exception as err:  # the user's module is broken: say where, not a traceback
-        raise NosError(f"importing module {module_name!r} for task {spec!r} failed: "
-                       f"{type(err).__name__}: {err}") from None
+    where = f"in {path}" if path is not None else ON_PATH
+    module = import_user_module(module_name, f"task {spec!r}", where)
     make = getattr(module, function, None)
     if make is None or not callable(make):
         found = sorted(n for n, v in vars(module).items()
