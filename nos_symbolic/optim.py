@@ -8,6 +8,8 @@ Per parameter with a gradient, at step count t (1-based) and global step s = t -
 with g the gradient (its negative with ``maximize``), wd the group's ``weight_decay`` (decoupled,
 as AdamW's) and T the group's ``total_steps``. The schedules ld, cd, rd and anneal read the global
 step s, TensorFlow's ``global_step`` (the steps already taken); bias correction counts t.
+optim_reference.py is this step for one parameter in one short function (`reference_update`), and
+`ReferenceSymbolicOptimizer` runs it; the step here takes the same steps on flat buffers, faster.
 
 `optimizer.state` is the state: ``state[p]`` holds ``step`` and the averages the rule reads (and,
 once a scheduler changed the betas, the ``betas`` they were last updated with), as views of the flat
