@@ -1,31 +1,32 @@
-"""SymPy expression -> straight-line torch code.
+"""Straight-line code (lowering.py) -> torch: the backend the optimizer runs.
 
-A rule compiles to a `Program`: one instruction per distinct subexpression (so shared subtrees run
-once), each reading earlier registers. Arithmetic nodes (+, *, ^, numbers) are handled here; every other
-SymPy node runs through the registry entry that introduced it. Values are tensors of any device and
-dtype, or Python floats for parts that depend only on the step (schedules), which stay scalars.
+A rule compiles to a `Program`: one instruction per op of its lowered `Code`, each reading earlier
+registers. Values are tensors of any device and dtype, or Python floats for parts that depend only on
+the step (schedules), which stay scalars. Registry entries run through their `torch` implementation.
 
 The environment an update sees (`Env`) supplies the operand tensors, the global step t (the steps
 already taken, where the schedules are taken) and total steps T, and standard random draws; the
-optimizer and the fingerprint probes are two environments.
+optimizer is one environment, and any object with these fields is another.
 
 `InplaceRunner` runs a Program on flat tensors with buffers the caller allocates once: instructions
 that have a kernel (the same value written into a given tensor) reuse the buffer of an input that dies
 there, so an optimizer step over millions of elements allocates nothing and gives the same values.
+
+Probes and fingerprints never run torch: they run the same Code with numpy (`Program.numpy`).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Callable, Protocol
 
 import sympy
 import torch
 
-from nos_symbolic import functions as F
-from nos_symbolic.errors import NosError
-from nos_symbolic.registry import DELTA, NODE_ENTRIES
+from nos_symbolic.lowering import CompileError, Code, Op, lower
+from nos_symbolic.numeric import NumpyProgram, from_code
+
+__all__ = ["CompileError", "Env", "InplaceRunner", "Program", "compile_expr"]
 
 Value = Any  # torch.Tensor | float
 
@@ -46,10 +47,6 @@ class Env(Protocol):
         """Uniform [0, 1) draws shaped like g; one draw per key per step."""
 
 
-class CompileError(NosError):
-    """A SymPy node with no torch mapping."""
-
-
 Instruction = tuple[Callable[..., Value], tuple[int, ...], tuple[Any, ...]]
 Kernel = Callable[..., Any]  # (out, *values, *params): an instruction's value written into `out`
 
@@ -57,11 +54,13 @@ Kernel = Callable[..., Any]  # (out, *values, *params): an instruction's value w
 @dataclass(frozen=True)
 class Program:
     """update(env) for one rule. `operands` names the tensors it reads (its state needs);
-    `kernels[i]`, where not None, computes instruction i into a given tensor (see InplaceRunner)."""
+    `kernels[i]`, where not None, computes instruction i into a given tensor (see InplaceRunner);
+    `code` is the lowered code it runs."""
 
     instructions: tuple[Instruction, ...]
     operands: frozenset[str]
     kernels: tuple[Kernel | None, ...] = ()
+    code: Code | None = None
 
     def __call__(self, env: Env) -> torch.Tensor:
         regs: list[Value] = []
@@ -72,6 +71,13 @@ class Program:
         if not isinstance(out, torch.Tensor):
             return torch.full_like(like, float(out))
         return out if out.shape == like.shape else out.expand_as(like).clone()
+
+    @cached_property
+    def numpy(self) -> NumpyProgram:
+        """The same code run on numpy float64 arrays (what probes and fingerprints evaluate)."""
+        if self.code is None:
+            raise CompileError("this Program was not compiled from lowered code")
+        return from_code(self.code)
 
 
 def _const(value: float) -> Callable[..., float]:
@@ -119,23 +125,19 @@ def _pow_into(out: torch.Tensor, x: Value, e: Value) -> None:
     torch.pow(x, e, out=out)
 
 
-# Constant exponents with a cheaper exact form (x^2 and x^3 are emitted as products):
-# exponent -> (instruction, kernel); 1.0 / x is x.reciprocal() * 1.0 in torch, the reciprocal exactly.
-_POWERS: dict[Any, tuple[Callable[..., Value], Kernel]] = {
-    sympy.Integer(-1): (_on_scalars(lambda env, x: 1.0 / x), lambda out, x: torch.reciprocal(x, out=out)),
-    sympy.Rational(1, 2): (_on_scalars(lambda env, x: torch.sqrt(x)), lambda out, x: torch.sqrt(x, out=out)),
-    sympy.Rational(-1, 2): (_on_scalars(lambda env, x: torch.rsqrt(x)),
-                            lambda out, x: torch.rsqrt(x, out=out)),
-}
-
-
-def _pow_const(exponent: sympy.Expr) -> tuple[Callable[..., Value], Kernel]:
-    special = _POWERS.get(exponent)
-    if special is not None:
-        return special
-    e = float(exponent)
+def _pow_const(e: float) -> tuple[Callable[..., Value], Kernel]:
     return _on_scalars(lambda env, x: torch.pow(x, e)), lambda out, x: torch.pow(x, e, out=out)
 
+
+# op kind -> (instruction, kernel); 1.0 / x is x.reciprocal() * 1.0 in torch, the reciprocal exactly.
+_OPS: dict[str, tuple[Callable[..., Value], Kernel]] = {
+    "add": (_add, _add_into),
+    "mul": (_mul, _mul_into),
+    "pow": (_on_scalars(_pow), _pow_into),
+    "recip": (_on_scalars(lambda env, x: 1.0 / x), lambda out, x: torch.reciprocal(x, out=out)),
+    "sqrt": (_on_scalars(lambda env, x: torch.sqrt(x)), lambda out, x: torch.sqrt(x, out=out)),
+    "rsqrt": (_on_scalars(lambda env, x: torch.rsqrt(x)), lambda out, x: torch.rsqrt(x, out=out)),
+}
 
 # Registry entries whose torch implementation has an out= form (by entry name).
 _ENTRY_KERNELS: dict[str, Kernel] = {
@@ -147,81 +149,26 @@ _ENTRY_KERNELS: dict[str, Kernel] = {
 }
 
 
-def _number(e: sympy.Expr) -> float:
-    if e is sympy.zoo:
-        return math.inf
-    return float(e)
-
-
-def _param(e: sympy.Expr) -> int | float:
-    return int(e) if e.is_Integer else float(e)
+def _instruction(op: Op) -> tuple[Instruction, Kernel | None]:
+    if op.kind == "const":
+        return (_const(op.value), (), ()), None
+    if op.kind == "powc":
+        fn, kernel = _pow_const(op.value)
+        return (fn, op.args, ()), kernel
+    if op.kind == "entry":
+        entry = op.value
+        fn = entry.torch if entry.arity == 0 else _on_scalars(entry.torch)
+        return (fn, op.args, op.params), _ENTRY_KERNELS.get(entry.name)
+    fn, kernel = _OPS[op.kind]
+    return (fn, op.args, ()), kernel
 
 
 @lru_cache(maxsize=8192)
 def compile_expr(expr: sympy.Expr) -> Program:
-    """Compile a SymPy rule into a Program (cached: compiling a rule twice costs a dict lookup).
-
-    Sums and products of n terms become n - 1 binary instructions, left to right, as reduce would."""
-    index: dict[sympy.Basic, int] = {}
-    code: list[Instruction] = []
-    kernels: list[Kernel | None] = []
-    operands: set[str] = set()
-
-    def emit(fn: Callable[..., Value], args: tuple[int, ...] = (), params: tuple = (),
-             kernel: Kernel | None = None) -> int:
-        code.append((fn, args, params))
-        kernels.append(kernel)
-        return len(code) - 1
-
-    def chain(fn: Callable[..., Value], kernel: Kernel, regs: list[int]) -> int:
-        acc = regs[0]
-        for reg in regs[1:]:
-            acc = emit(fn, (acc, reg), (), kernel)
-        return acc
-
-    def visit(e: sympy.Basic) -> int:
-        if e in index:
-            return index[e]
-        if e is F.delta:
-            reg = emit(_const(DELTA))
-        elif e is sympy.I:  # a complex intermediate: torch's real arithmetic gives NaN there
-            reg = emit(_const(math.nan))
-        elif e.is_Number or isinstance(e, sympy.NumberSymbol) or e is sympy.zoo:
-            reg = emit(_const(_number(e)))
-        elif isinstance(e, sympy.Add):
-            reg = chain(_add, _add_into, [visit(a) for a in e.args])
-        elif isinstance(e, sympy.Mul):
-            reg = chain(_mul, _mul_into, [visit(a) for a in e.args])
-        elif isinstance(e, sympy.Pow):
-            reg = _visit_pow(*e.args)
-        else:
-            reg = _visit_entry(e)
-        index[e] = reg
-        return reg
-
-    def _visit_pow(base: sympy.Expr, exponent: sympy.Expr) -> int:
-        if exponent in (2, 3):  # x * x, x * x * x
-            return chain(_mul, _mul_into, [visit(base)] * int(exponent))
-        if exponent.is_Number:
-            fn, kernel = _pow_const(exponent)
-            return emit(fn, (visit(base),), (), kernel)
-        return emit(_on_scalars(_pow), (visit(base), visit(exponent)), (), _pow_into)
-
-    def _visit_entry(e: sympy.Basic) -> int:
-        entry = NODE_ENTRIES.get(e if isinstance(e, sympy.Symbol) else type(e))
-        if entry is None or entry.torch is None:
-            raise CompileError(
-                f"no torch mapping for SymPy node {type(e).__name__} ({e}); add a Primitive with "
-                f"node={type(e).__name__} and a torch implementation to nos_symbolic/registry.py")
-        if entry.kind == "operand" and entry.name in ("g", "m", "v", "y", "w"):
-            operands.add(entry.name)
-        args = tuple(visit(a) for a in e.args[: entry.arity])
-        params = tuple(_param(p) for p in e.args[entry.arity:])
-        fn = entry.torch if entry.arity == 0 else _on_scalars(entry.torch)
-        return emit(fn, args, params, _ENTRY_KERNELS.get(entry.name))
-
-    visit(expr)
-    return Program(tuple(code), frozenset(operands), tuple(kernels))
+    """Compile a SymPy rule into a torch Program (cached: compiling a rule twice costs a dict lookup)."""
+    code = lower(expr)
+    pairs = [_instruction(op) for op in code.ops]
+    return Program(tuple(i for i, _ in pairs), code.operands, tuple(k for _, k in pairs), code)
 
 
 class _KindProbe:

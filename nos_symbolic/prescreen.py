@@ -56,7 +56,7 @@ def descent_cosine(rule: Rule, seed: int = 0) -> float:
     """Mean cos(update, g) over the descent probes (NaN when an update is all zeros or not finite)."""
     cosines = []
     for env in descent_probes(seed):
-        u = probe_outputs(rule.program, env)
+        u = probe_outputs(rule.numpy_program, env)
         g = env.tensor("g").numpy()
         with np.errstate(all="ignore"):  # a huge finite update overflows the norm: inf, caught below
             norm = np.linalg.norm(u) * np.linalg.norm(g)
@@ -72,7 +72,7 @@ def prescreen(rule: Rule, threshold: float = DESCENT_THRESHOLD) -> Screen:
         return Screen(False, "nonfinite: NaN or Inf on probe values")
     if "constant" in rule.flags:
         return Screen(False, "constant: uses no gradient-derived operand")
-    outputs = probe_outputs(rule.program)
+    outputs = probe_outputs(rule.numpy_program)
     if np.all(outputs == outputs[0]):
         return Screen(False, "constant: the same update for every input")
     if np.all(outputs >= 0) or np.all(outputs <= 0):

@@ -4,6 +4,10 @@ Probes: 256 elements = 4 steps t in {1, 10, 300, 1000} (T = 1000) x 64 elements 
 signs and magnitudes 1e-6..1e2, with m agreeing in sign with g about half the time, v >= m^2-ish, and
 fixed draws for noise, anneal and every drop; float64 throughout.
 
+Every probe output is computed by the numpy backend (numeric.py) on numpy arrays, so fingerprints and
+`nos parse` never import torch. `default_probes()` offers the same probes as torch tensors, for running
+a torch Program (the optimizer's backend) on them.
+
 The fingerprint is the key under which functionally equal rules meet (Lion's and AutoML-Zero's
 functional hash), robust to float-level differences:
   - It hashes the outputs of the rule with the protected division's delta shrunk from 1e-8 to
@@ -29,13 +33,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sympy
-import torch
 
 from nos_symbolic import functions as F
-from nos_symbolic.compile import Program
+from nos_symbolic.numeric import NumpyProgram
+
+if TYPE_CHECKING:
+    from nos_symbolic.compile import Program
 
 PROBE_SEED = 20170907
 N_ELEMENTS = 64
@@ -49,30 +56,46 @@ MATCH_RTOL = 1e-6  # outputs_match: relative tolerance (g/1 vs g differ by 1e-8)
 
 @dataclass(frozen=True)
 class ProbeEnv:
-    """An Env (see compile.py) of fixed tensors; draws are fixed per key."""
+    """An Env (see compile.py) of fixed float64 values: numpy arrays, or torch tensors to run a torch
+    Program on (`as_torch`). Draws are fixed per (seed, key), numpy's generator seeded by
+    sha256(f"{seed}:{key}"), and come as the same kind of array as t."""
 
-    values: dict[str, torch.Tensor]
-    t: torch.Tensor
+    values: dict[str, Any]
+    t: Any
     T: float
     seed: int
 
-    def tensor(self, name: str) -> torch.Tensor:
+    def tensor(self, name: str) -> Any:
         return self.values[name]
 
-    def randn(self, key: str) -> torch.Tensor:
-        return torch.randn(self.t.shape, generator=self._generator(key), dtype=torch.float64)
+    def randn(self, key: str) -> Any:
+        return self._like_t(self._generator(key).standard_normal(tuple(self.t.shape)))
 
-    def rand(self, key: str) -> torch.Tensor:
-        return torch.rand(self.t.shape, generator=self._generator(key), dtype=torch.float64)
+    def rand(self, key: str) -> Any:
+        return self._like_t(self._generator(key).random(tuple(self.t.shape)))
 
-    def _generator(self, key: str) -> torch.Generator:
+    def as_torch(self) -> ProbeEnv:
+        """The same probes (and draws) as torch float64 tensors."""
+        import torch
+
+        tensor = lambda a: torch.tensor(np.asarray(a, dtype=np.float64))  # noqa: E731  (a copy)
+        return ProbeEnv({k: tensor(a) for k, a in self.values.items()}, tensor(self.t), self.T, self.seed)
+
+    def _generator(self, key: str) -> np.random.Generator:
         digest = hashlib.sha256(f"{self.seed}:{key}".encode()).digest()
-        return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+        return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+    def _like_t(self, draws: np.ndarray) -> Any:
+        if isinstance(self.t, np.ndarray):
+            return draws
+        import torch
+
+        return torch.from_numpy(draws)
 
 
 def make_probe_env(seed: int = PROBE_SEED, n: int = N_ELEMENTS,
                    steps: tuple[float, ...] = STEPS, total_steps: float = TOTAL_STEPS) -> ProbeEnv:
-    """Probe values for every operand, tiled over the steps."""
+    """Probe values for every operand, tiled over the steps (numpy arrays)."""
     rng = np.random.default_rng(seed)
     sign = rng.choice([-1.0, 1.0], size=n)
     g = sign * 10.0 ** rng.uniform(-6, 2, size=n)
@@ -81,23 +104,32 @@ def make_probe_env(seed: int = PROBE_SEED, n: int = N_ELEMENTS,
     v = m**2 * rng.uniform(1.0, 4.0, size=n) + g**2 * rng.uniform(0.0, 1.0, size=n)
     y = rng.choice([-1.0, 1.0], size=n) * 10.0 ** rng.uniform(-9, 3, size=n)
     w = rng.normal(0.0, 1.0, size=n) * 10.0 ** rng.uniform(-2, 1, size=n)
-    tile = lambda a: torch.tensor(np.tile(a, len(steps)), dtype=torch.float64)  # noqa: E731
-    t = torch.tensor(np.repeat(steps, n), dtype=torch.float64)
-    values = {name: tile(a) for name, a in dict(g=g, m=m, v=v, y=y, w=w).items()}
+    t = np.repeat(np.asarray(steps, dtype=np.float64), n)
+    values = {name: np.tile(a, len(steps)) for name, a in dict(g=g, m=m, v=v, y=y, w=w).items()}
     return ProbeEnv(values, t, total_steps, seed)
 
 
 @lru_cache(maxsize=1)
+def fingerprint_probes() -> ProbeEnv:
+    """The fixed probes every fingerprint is computed on (numpy arrays, read-only: they are shared)."""
+    env = make_probe_env()
+    for array in (env.t, *env.values.values()):
+        array.setflags(write=False)
+    return env
+
+
+@lru_cache(maxsize=1)
 def default_probes() -> ProbeEnv:
-    """The fixed probes every fingerprint is computed on."""
-    return make_probe_env()
+    """The fingerprint probes as torch tensors, to run a torch Program on them (imports torch)."""
+    return fingerprint_probes().as_torch()
 
 
-def probe_outputs(program: Program, env: ProbeEnv | None = None) -> np.ndarray:
-    """The rule's update on the probes, as float64 numpy (NaN/Inf kept)."""
-    env = env or default_probes()
-    with torch.no_grad(), np.errstate(all="ignore"):
-        return program(env).detach().to(torch.float64).numpy().copy()
+def probe_outputs(program: NumpyProgram | Program, env: Any = None) -> np.ndarray:
+    """The rule's update on the probes (the fingerprint probes by default) as a fresh float64 array,
+    NaN/Inf kept; always computed by the numpy backend, a torch Program through its `numpy` twin.
+    env may hold numpy arrays or torch CPU tensors."""
+    run = program if isinstance(program, NumpyProgram) else program.numpy
+    return run(fingerprint_probes() if env is None else env)
 
 
 def fingerprint_form(expr: sympy.Expr) -> sympy.Expr:

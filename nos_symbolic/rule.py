@@ -3,16 +3,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sympy
 
 from nos_symbolic import functions as F
 from nos_symbolic.canonical import canonical_form, canonical_text, rule_key
-from nos_symbolic.compile import Program, compile_expr
 from nos_symbolic.latex import to_latex
+from nos_symbolic.numeric import NumpyProgram, numpy_program
 from nos_symbolic.parse import parse_expr
 from nos_symbolic.probes import fingerprint_form, fingerprints, outputs_match, probe_outputs, scale_normalized
+
+if TYPE_CHECKING:
+    from nos_symbolic.compile import Program
 
 GRADIENT_OPERANDS = frozenset({"g", "m", "v", "y"})
 _OPERAND_SYMBOLS = {s: s.name for s in (F.g, F.m, F.v, F.y, F.w, F.noise, F.anneal, F.ld)}
@@ -47,8 +51,16 @@ class Rule:
 
     @property
     def program(self) -> Program:
-        """The compiled torch update (cached per canonical expression)."""
+        """The compiled torch update, what the optimizer runs (cached per canonical expression; the
+        first use imports torch)."""
+        from nos_symbolic.compile import compile_expr
+
         return compile_expr(self.canonical)
+
+    @property
+    def numpy_program(self) -> NumpyProgram:
+        """The same update on numpy arrays, what probes and fingerprints run (cached likewise)."""
+        return numpy_program(self.canonical)
 
     def latex(self) -> str:
         """Paper-style LaTeX of the update."""
@@ -103,10 +115,10 @@ def parse_rule(text: str) -> Rule:
     expr = parse_expr(text)
     canonical = canonical_form(expr)
     ctext = canonical_text(canonical)
-    outputs = probe_outputs(compile_expr(canonical))
+    outputs = probe_outputs(numpy_program(canonical))
     shrunk = fingerprint_form(canonical)
     fingerprint, scale_fingerprint = fingerprints(outputs if shrunk is canonical
-                                                  else probe_outputs(compile_expr(shrunk)))
+                                                  else probe_outputs(numpy_program(shrunk)))
     operands = operands_of(canonical)
     return Rule(
         text=text,
@@ -133,7 +145,7 @@ def same_behaviour(a: Rule, b: Rule, up_to_scale: bool = False) -> bool:
     """
     if a.key == b.key:
         return True
-    x, y = probe_outputs(a.program), probe_outputs(b.program)
+    x, y = probe_outputs(a.numpy_program), probe_outputs(b.numpy_program)
     if up_to_scale:
         x, y = scale_normalized(x), scale_normalized(y)
     return outputs_match(x, y)
