@@ -49,7 +49,7 @@ from controller.executors import (
     resolve_callable,
     run_job,
 )
-from nos_symbolic.errors import NosError
+from nos_symbolic.errors import NosError, SettingError
 
 RAY_MISSING = "the ray backend needs Ray: pip install 'nos-symbolic[ray]'"
 _REASON_CHARS = 300
@@ -204,7 +204,8 @@ class RayExecutor(PoolExecutor):
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
         if num_cpus < 0 or num_gpus < 0:
-            raise NosError(f"--cpus-per-eval and --gpus-per-eval must be >= 0, got {num_cpus:g} and {num_gpus:g}")
+            raise SettingError(f"{{0}} and {{1}} must be >= 0, got {num_cpus:g} and {num_gpus:g}",
+                               "cpus_per_eval", "gpus_per_eval")
         self._ray = require_ray()
         self.max_retries = max_retries
         self._initargs = tuple(initargs)
@@ -253,11 +254,11 @@ class RayExecutor(PoolExecutor):
         if any(r.get("CPU", 0) >= num_cpus and r.get("GPU", 0) >= num_gpus for r in nodes):
             return
         have = ", ".join(f"{r.get('CPU', 0):g} CPU {r.get('GPU', 0):g} GPU" for r in nodes) or "none"
-        message = (f"no Ray node has the {num_cpus:g} CPU and {num_gpus:g} GPU one evaluation needs "
-                   f"(nodes: {have}); lower --cpus-per-eval/--gpus-per-eval")
+        need = f"no Ray node has the {num_cpus:g} CPU and {num_gpus:g} GPU one evaluation needs (nodes: {have})"
         if started_here:
-            raise NosError(message)
-        warnings.warn(message + " or add nodes to the cluster", RuntimeWarning, stacklevel=3)
+            raise SettingError(need + "; lower {0}/{1}", "cpus_per_eval", "gpus_per_eval")
+        warnings.warn(need + "; lower the CPUs or GPUs per evaluation or add nodes to the cluster",
+                      RuntimeWarning, stacklevel=3)
 
     def _start_slot(self) -> _Slot:
         actor = self._actor_class.remote(self._fn_ref, self._init_ref, self._initargs, self._threads,

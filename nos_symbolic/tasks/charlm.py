@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import string
 import sysconfig
 from pathlib import Path
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nos_symbolic.errors import NosError
+from nos_symbolic.errors import NosError, SettingError
 from nos_symbolic.user_module import ON_PATH, import_user_module
 from nos_symbolic.tasks.task import Task
 
@@ -78,8 +78,8 @@ def build_custom_task(spec: str, options: dict[str, Any], path: str | None = Non
     try:
         inspect.signature(make).bind(**options)
     except TypeError as err:
-        raise NosError(f"task {spec!r} cannot take the option(s) {', '.join(sorted(options)) or '(none)'} "
-                       f"(--task-option): {err}") from None
+        raise SettingError(f"task {spec!r} cannot take the option(s) {', '.join(sorted(options)) or '(none)'} "
+                           f"({{0}}): {err}", "task_options") from None
     except ValueError:  # no signature to check (a builtin): let the call say
         pass
     try:

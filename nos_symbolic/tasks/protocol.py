@@ -93,7 +93,6 @@ SEED_STRIDE = 1000  # the final runs of protocol seed s use s, s + 1000, ...: se
 # quantile (PROTOCOL_HURDLES below): 2.2x full's evaluations per CPU minute, seed-to-seed Spearman
 # 0.93 against full's 0.91.
 DEFAULT_HALVING = Halving(screen_epochs=0.125, halvings=2, refine=False, tail=4)
-LEGACY_HALVING = Halving()  # the knobs of a halving run recorded before knobs were (resumed as it began)
 PROTOCOL_EPOCHS: dict[str, int] = {"full": 5, "halving": 3}  # the final run's default length
 PROTOCOL_HURDLES: dict[str, float | None] = {"full": None, "halving": 0.25}  # the default hurdle quantile
 

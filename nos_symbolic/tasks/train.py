@@ -25,7 +25,7 @@ import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Literal, Sequence
+from typing import Callable, Iterable, Iterator, Literal, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -54,8 +54,8 @@ class TrainOutcome:
     """One training run at one lr.
 
     val_acc:    the task's metric (accuracy by default) on validation at the end of an ok run; for
-                failed and diverged runs the metric measured after epoch 1 (validation runs then, for the chance kill, and at
-                the end), or None when the kill came first.
+                failed and diverged runs the metric measured after epoch 1 (validation runs then, for
+                the chance kill, and at the end), or None when the kill came first.
     test_acc:   the metric on test at the end of an ok run when asked for, else None.
     loss_curve: mean training loss of each epoch that ran to its end (a last fractional epoch
                 counts); always finite.
@@ -94,24 +94,64 @@ class Score:
 UNMEASURED = Score(None, None, True)  # a split not (yet) measured
 
 
+class _Epoch(NamedTuple):
+    """An epoch's batches, drawn at its start, and its running training loss on the device."""
+
+    n: int  # steps in the epoch (fewer than steps_per_epoch in a last fractional epoch)
+    xs: torch.Tensor  # the epoch's n batches of inputs, one after another
+    ys: torch.Tensor
+    loss_sum: torch.Tensor  # summed and maxed in place, so the device is waited on only at checks
+    loss_max: torch.Tensor
+
+
 @dataclass(eq=False)
 class RunState:
-    """A run paused at a step (train_run's `pause_at`), continued by train_run(..., resume=state)
-    with the same lr, epochs and seed. It holds everything the training loop holds (network,
-    optimizer, batch order, the global generators, the epoch in progress), so a paused and resumed
-    run takes the very steps of one run straight through. Resuming consumes it."""
+    """The variables a training run carries from step to step. A run paused at a step (train_run's
+    `pause_at`) hands them out, and train_run(..., resume=state) continues from them with the same
+    lr, epochs and seed: with the network, optimizer, batch order, the global generators and the
+    epoch in progress, a paused and resumed run takes the very steps of one run straight through.
+    Resuming consumes it."""
 
     key: tuple[float, int, int]  # (lr, seed, total_steps) the run was started with
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    order: torch.Generator
-    rng: tuple[torch.Tensor, torch.Tensor | None, tuple]  # torch's CPU and CUDA generators, numpy's
-    losses: list[float]
-    val_curve: list[tuple[int, float]]
-    val: Score | None
-    bound: float
-    step: int
-    partial: tuple | None  # the epoch in progress (n, xs, ys, loss_sum, loss_max); None at its start
+    order: torch.Generator  # the batch order's own generator, apart from the global ones
+    losses: list[float] = field(default_factory=list)
+    val_curve: list[tuple[int, float]] = field(default_factory=list)
+    val: Score | None = None  # the last epoch-end validation, which a kill reports
+    bound: float = math.inf  # the divergence bound, set by the first step's loss
+    step: int = 0
+    partial: _Epoch | None = None  # the epoch in progress; None at its start
+    # torch's CPU and CUDA generators and numpy's at the pause; None while the run goes on
+    rng: tuple[torch.Tensor, torch.Tensor | None, tuple] | None = None
+
+
+@dataclass(frozen=True)
+class _Watch:
+    """train_run's knobs that decide when validation runs and when a run stops early."""
+
+    check_every: int
+    divergence_factor: float
+    chance_margin: float
+    hurdle: tuple[int, float] | None
+    curve: bool
+    pause_at: int | None
+
+    def at_hurdle(self, epoch: int) -> bool:
+        """Whether the hurdle stands after `epoch` (counted from 0)."""
+        return self.hurdle is not None and epoch + 1 == self.hurdle[0]
+
+    def kill(self, task: Task, score: Score, epoch: int, n: int) -> tuple[RunStatus, str] | None:
+        """(status, reason) when validation after `epoch` (of n steps) ends the run: still at chance
+        after a whole first epoch (`failed`) or below the hurdle at its epoch (`hurdled`)."""
+        at_chance = task.chance is not None and score.acc <= task.chance + self.chance_margin
+        if at_chance and epoch == 0 and n == task.steps_per_epoch:
+            return "failed", (f"validation accuracy {score.acc:.3f} after epoch 1 is within "
+                              f"{self.chance_margin} of chance ({task.chance:.3f})")
+        if self.hurdle is not None and self.at_hurdle(epoch) and score.acc < self.hurdle[1]:
+            return "hurdled", (f"validation {task.metric_name} {score.acc:.3f} after epoch {epoch + 1} "
+                               f"is below the hurdle {self.hurdle[1]:.3f}")
+        return None
 
 
 def train_run(
@@ -148,93 +188,135 @@ def train_run(
     """
     start = time.perf_counter()
     dev = torch.device(device)
-    spe = task.steps_per_epoch
-    total_steps = max(1, round((epochs or task.epochs or BUILTIN_EPOCHS) * spe))
-    check_every = check_every or (1 if dev.type == "cpu" else 10)
-    train, val_split = task.train.to(dev), task.val.to(dev)
-    batch = min(task.batch_size, len(train))
-    order = torch.Generator().manual_seed(seed)
-    partial = None  # the epoch in progress, when a paused run resumes inside one
-
+    key = (lr, seed, max(1, round((epochs or task.epochs or BUILTIN_EPOCHS) * task.steps_per_epoch)))
+    watch = _Watch(check_every or (1 if dev.type == "cpu" else 10), divergence_factor, chance_margin,
+                   hurdle, curve, pause_at)
     with _seeded(seed, dev):
-        if resume is None:
-            model = task.make_model(seed).to(dev)
-            optimizer = factory(model.parameters(), lr, total_steps)
-            losses: list[float] = []
-            val_curve: list[tuple[int, float]] = []
-            val: Score | None = None
-            bound = math.inf
-            step = 0
-        else:
-            model, optimizer, order, losses, val_curve, val, bound, step, partial = _resume(
-                resume, (lr, seed, total_steps), pause_at, dev)
-        model.train()
+        state = _fresh(task, factory, key, dev) if resume is None else _resumed(resume, key, pause_at, dev)
+        return _Loop(task, dev, watch, start).run(state, test)
 
-        def outcome(status: RunStatus, reason: str = "", test: Score | None = None):
-            last, end = val or UNMEASURED, test or UNMEASURED
-            return TrainOutcome(status, last.acc, end.acc, tuple(losses), step,
-                                time.perf_counter() - start, reason, val_loss=last.loss,
-                                test_loss=end.loss, val_curve=tuple(val_curve))
 
-        def paused(epoch_in_progress: tuple | None) -> TrainOutcome:
-            # measured apart from `val`, which keeps the last epoch-end score a kill reports
-            at = score_split(model, val_split, task)
-            state = RunState((lr, seed, total_steps), model, optimizer, order, _rng_state(dev),
-                             losses, val_curve, val, bound, step, epoch_in_progress)
-            return TrainOutcome("paused", at.acc if at.finite else None, None, tuple(losses), step,
-                                time.perf_counter() - start, val_loss=at.loss,
-                                val_curve=tuple(val_curve), state=state)
+def _fresh(task: Task, factory: OptimizerFactory, key: tuple[float, int, int], device: torch.device) -> RunState:
+    """A new run's state; call with the global generators seeded, since the network draws its weights."""
+    lr, seed, total_steps = key
+    model = task.make_model(seed).to(device)
+    optimizer = factory(model.parameters(), lr, total_steps)
+    return RunState(key, model, optimizer, torch.Generator().manual_seed(seed))
 
-        for epoch in range(step // spe, math.ceil(total_steps / spe)):
-            if step == pause_at and partial is None:
-                return paused(None)
-            if partial is None:
-                n = min(spe, total_steps - step)
-                perm = torch.randperm(len(train), generator=order)[: n * batch].to(dev)
-                xs, ys = train.x[perm], train.y[perm]  # one gather per epoch, then contiguous slices
-                loss_sum = torch.zeros((), device=dev)
-                loss_max = torch.zeros((), device=dev)
+
+def _resumed(state: RunState, key: tuple[float, int, int], pause_at: int | None, device: torch.device) -> RunState:
+    """A paused run's state, checked against the run asked for, with the global generators set as
+    they were at the pause."""
+    if state.key != key:
+        raise ValueError(f"resume= holds a run of (lr, seed, total_steps) {state.key}, not {key}")
+    if pause_at is not None and pause_at <= state.step:
+        raise ValueError(f"pause_at {pause_at} is not after the resumed run's step {state.step}")
+    if state.rng is None:  # taken by the resume that consumed it
+        raise ValueError("resume= holds a run that was already resumed; resume the latest outcome's state")
+    cpu, cuda, np_state = state.rng
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda, device)
+    np.random.set_state(np_state)
+    state.rng = None
+    return state
+
+
+class _Loop:
+    """One call of train_run: the task's splits on the device, the knobs and the clock. It moves a
+    RunState on step by step until the last step, a kill or the pause."""
+
+    def __init__(self, task: Task, device: torch.device, watch: _Watch, start: float) -> None:
+        self.task, self.device, self.watch, self.start = task, device, watch, start
+        self.train, self.val_split = task.train.to(device), task.val.to(device)
+        self.batch = min(task.batch_size, len(self.train))
+
+    def run(self, state: RunState, test: bool) -> TrainOutcome:
+        """Train epoch by epoch from where `state` stands; test=True scores test at the end."""
+        spe, total_steps = self.task.steps_per_epoch, state.key[2]
+        state.model.train()
+        for epoch in range(state.step // spe, math.ceil(total_steps / spe)):
+            if state.step == self.watch.pause_at and state.partial is None:
+                return self._pause(state, None)
+            if state.partial is None:
+                ep = self._draw_epoch(state.order, min(spe, total_steps - state.step))
             else:
-                n, xs, ys, loss_sum, loss_max = partial
-                partial = None
-            for i in range(step - epoch * spe, n):
-                loss = task.loss(model(xs[i * batch:(i + 1) * batch]), ys[i * batch:(i + 1) * batch])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                loss = loss.detach()
-                loss_sum += loss
-                torch.maximum(loss_max, loss, out=loss_max)  # NaN propagates through maximum
-                if step == 1:
-                    bound = divergence_bound(loss.item(), task.num_classes, divergence_factor)
-                if step % check_every == 0 or i == n - 1:
-                    total, worst = torch.stack([loss_sum, loss_max]).tolist()
-                    if not (math.isfinite(total) and worst <= bound):
-                        return outcome("diverged", _divergence_reason(worst, bound, step, epoch))
-                if step == pause_at and i < n - 1:
-                    return paused((n, xs, ys, loss_sum, loss_max))
-            losses.append(total / n)  # the check at i == n - 1 has just read the epoch's sum
+                ep, state.partial = state.partial, None
+            stopped = self._train_epoch(state, epoch, ep)
+            if stopped is None:
+                stopped = self._end_epoch(state, epoch, ep.n)
+            if stopped is not None:
+                return stopped
+        end = score_split(state.model, self.task.test.to(self.device), self.task) if test else None
+        return self._outcome(state, "ok", test=end)
 
-            at_hurdle = hurdle is not None and epoch + 1 == hurdle[0]
-            if not (curve or at_hurdle) and epoch > 0 and step < total_steps:
-                continue
-            score = score_split(model, val_split, task)
-            if not score.finite:
-                return outcome("diverged", f"weights turned non-finite by step {step} "
-                                           f"(epoch {epoch + 1})")
-            val = score
-            if curve or at_hurdle:  # the hurdle's point: the next hurdle's threshold reads it
-                val_curve.append((step, score.acc))
-            if task.chance is not None and epoch == 0 and n == spe and score.acc <= task.chance + chance_margin:
-                return outcome("failed", f"validation accuracy {score.acc:.3f} after epoch 1 is "
-                                         f"within {chance_margin} of chance ({task.chance:.3f})")
-            if at_hurdle and score.acc < hurdle[1]:
-                return outcome("hurdled", f"validation {task.metric_name} {score.acc:.3f} after epoch "
-                                          f"{epoch + 1} is below the hurdle {hurdle[1]:.3f}")
-            model.train()
+    def _draw_epoch(self, order: torch.Generator, n: int) -> _Epoch:
+        """The epoch's n batches: one gather from the training split, then contiguous slices."""
+        perm = torch.randperm(len(self.train), generator=order)[: n * self.batch].to(self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        loss_max = torch.zeros((), device=self.device)
+        return _Epoch(n, self.train.x[perm], self.train.y[perm], loss_sum, loss_max)
 
-        return outcome("ok", test=score_split(model, task.test.to(dev), task) if test else None)
+    def _train_epoch(self, state: RunState, epoch: int, ep: _Epoch) -> TrainOutcome | None:
+        """The epoch's remaining steps; the outcome when the run diverges or pauses inside it."""
+        n, xs, ys, loss_sum, loss_max = ep
+        b, watch = self.batch, self.watch
+        for i in range(state.step - epoch * self.task.steps_per_epoch, n):
+            loss = self.task.loss(state.model(xs[i * b:(i + 1) * b]), ys[i * b:(i + 1) * b])
+            state.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            state.optimizer.step()
+            state.step += 1
+            loss = loss.detach()
+            loss_sum += loss  # in place, so a pause keeps the epoch's running sum in `ep`
+            torch.maximum(loss_max, loss, out=loss_max)  # NaN propagates through maximum
+            if state.step == 1:
+                state.bound = divergence_bound(loss.item(), self.task.num_classes, watch.divergence_factor)
+            if state.step % watch.check_every == 0 or i == n - 1:
+                total, worst = torch.stack([loss_sum, loss_max]).tolist()
+                if not (math.isfinite(total) and worst <= state.bound):
+                    return self._outcome(state, "diverged",
+                                         _divergence_reason(worst, state.bound, state.step, epoch))
+            if state.step == watch.pause_at and i < n - 1:
+                return self._pause(state, ep)
+        state.losses.append(total / n)  # the check at i == n - 1 has just read the epoch's sum
+        return None
+
+    def _end_epoch(self, state: RunState, epoch: int, n: int) -> TrainOutcome | None:
+        """Validate when due (after epoch 1, at the hurdle, at the end, every epoch with curve=True);
+        the outcome when the weights turned non-finite or a kill ends the run there."""
+        at_hurdle, curve = self.watch.at_hurdle(epoch), self.watch.curve
+        if not (curve or at_hurdle) and epoch > 0 and state.step < state.key[2]:
+            return None
+        score = score_split(state.model, self.val_split, self.task)
+        if not score.finite:
+            return self._outcome(state, "diverged", f"weights turned non-finite by step {state.step} "
+                                                    f"(epoch {epoch + 1})")
+        state.val = score
+        if curve or at_hurdle:  # the hurdle's point: the next hurdle's threshold reads it
+            state.val_curve.append((state.step, score.acc))
+        kill = self.watch.kill(self.task, score, epoch, n)
+        if kill is not None:
+            return self._outcome(state, *kill)
+        state.model.train()
+        return None
+
+    def _pause(self, state: RunState, ep: _Epoch | None) -> TrainOutcome:
+        """The `paused` outcome after this step, scored on validation, with the state to resume."""
+        # measured apart from state.val, which keeps the last epoch-end score a kill reports
+        at = score_split(state.model, self.val_split, self.task)
+        state.partial, state.rng = ep, _rng_state(self.device)
+        return TrainOutcome("paused", at.acc if at.finite else None, None, tuple(state.losses), state.step,
+                            time.perf_counter() - self.start, val_loss=at.loss,
+                            val_curve=tuple(state.val_curve), state=state)
+
+    def _outcome(self, state: RunState, status: RunStatus, reason: str = "",
+                 test: Score | None = None) -> TrainOutcome:
+        """The run's outcome as it stands: the last validation, and `test` when measured."""
+        last, end = state.val or UNMEASURED, test or UNMEASURED
+        return TrainOutcome(status, last.acc, end.acc, tuple(state.losses), state.step,
+                            time.perf_counter() - self.start, reason, val_loss=last.loss,
+                            test_loss=end.loss, val_curve=tuple(state.val_curve))
 
 
 def evaluate_factory(
@@ -301,22 +383,6 @@ def result_of(final: TrainOutcome, *, lr: float, steps: int, seconds: float, see
 def _rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None, tuple]:
     cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
     return torch.get_rng_state(), cuda, np.random.get_state()
-
-
-def _resume(state: RunState, key: tuple[float, int, int], pause_at: int | None,
-            device: torch.device) -> tuple:
-    """The loop's variables from a paused run, with the global generators set as they were."""
-    if state.key != key:
-        raise ValueError(f"resume= holds a run of (lr, seed, total_steps) {state.key}, not {key}")
-    if pause_at is not None and pause_at <= state.step:
-        raise ValueError(f"pause_at {pause_at} is not after the resumed run's step {state.step}")
-    cpu, cuda, np_state = state.rng
-    torch.set_rng_state(cpu)
-    if cuda is not None:
-        torch.cuda.set_rng_state(cuda, device)
-    np.random.set_state(np_state)
-    return (state.model, state.optimizer, state.order, state.losses, state.val_curve, state.val,
-            state.bound, state.step, state.partial)
 
 
 def _divergence_reason(worst: float, bound: float, step: int, epoch: int) -> str:

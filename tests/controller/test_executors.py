@@ -13,11 +13,11 @@ from controller.executors import (
     Completion,
     Executor,
     ExecutorError,
-    ProcessExecutor,
     SerialExecutor,
     callable_ref,
     make_executor,
 )
+from controller.process_executor import ProcessExecutor
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,14 @@ def test_work_function_must_be_importable_by_name():
 def test_make_executor_picks_by_worker_count():
     ex = make_executor(_jobs.ok, workers=0)
     assert isinstance(ex, SerialExecutor) and isinstance(ex, Executor)
+
+
+def test_the_process_pool_is_still_importable_from_executors():
+    import controller.executors
+
+    assert controller.executors.ProcessExecutor is ProcessExecutor
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchExecutor'"):
+        controller.executors.NoSuchExecutor  # noqa: B018
 
 
 def test_process_results_arrive_for_all_jobs(pool: ProcessExecutor):
@@ -161,7 +169,7 @@ ORPHAN_PARENT = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
 import _jobs
-from controller.executors import ProcessExecutor
+from controller.process_executor import ProcessExecutor
 ex = ProcessExecutor(_jobs.sleep, workers=1, timeout=60)
 assert ex.wait_ready(timeout=60)
 ex.submit(0, {"seconds": 1.0})

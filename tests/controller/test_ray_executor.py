@@ -22,6 +22,7 @@ from controller.executors import Completion, Executor, ExecutorError
 from controller.ray_executor import RayExecutor, connect_ray
 from controller.search import Search, SearchConfig
 from nos_cli import main
+from nos_symbolic.errors import SettingError
 from nos_symbolic.evaluate import EvalConfig
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
@@ -53,10 +54,18 @@ def test_without_ray_the_search_refuses_before_writing_anything(tmp_path, monkey
 
 
 def test_importing_the_backends_does_not_import_ray():
-    code = "import sys, controller.search, controller.ray_executor, nos_symbolic; print('ray' in sys.modules)"
+    code = ("import sys, controller.search, controller.ray_executor, controller.process_executor, nos_symbolic; "
+            "print('ray' in sys.modules)")
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "False"
+
+
+def test_negative_resources_are_refused_naming_the_settings():
+    with pytest.raises(SettingError) as err:  # before Ray is needed: no instance starts
+        RayExecutor(_jobs.ok, workers=1, num_cpus=-1)
+    assert err.value.settings == ("cpus_per_eval", "gpus_per_eval")
+    assert str(err.value) == "cpus_per_eval and gpus_per_eval must be >= 0, got -1 and 0"
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """Evaluation protocols: halving's lr search, the hurdle, pause and resume, and `full` unchanged."""
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 import pytest

@@ -11,7 +11,7 @@ from PIL import Image
 
 from nos_symbolic.errors import NosError
 from nos_symbolic.tasks import TASK_NAMES, DataError, Task, get_task
-from nos_symbolic.tasks import data as data_mod
+from nos_symbolic.tasks import cifar10, mnist1d_data
 from nos_symbolic.tasks.models import MLP, CifarConvNet, ConvNet1d, seeded
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -117,7 +117,7 @@ def test_image_folders_are_cached_after_the_first_read(tmp_path, cache, monkeypa
     def no_decoding(paths):
         raise AssertionError("the cache should have been read")
 
-    monkeypatch.setattr(data_mod, "_decode_images", no_decoding)
+    monkeypatch.setattr(cifar10, "_decode_images", no_decoding)
     second = get_task("cifar10", data_dir=tmp_path, subset=30)
     assert torch.equal(first.train.x, second.train.x)
 
@@ -177,7 +177,7 @@ def test_mnist1d_splits_and_cache(cache, monkeypatch):
     def no_generation(*args, **kwargs):
         raise AssertionError("the cache should have been read")
 
-    monkeypatch.setattr(data_mod, "_generate_mnist1d", no_generation)
+    monkeypatch.setattr(mnist1d_data, "_generate_mnist1d", no_generation)
     again = get_task("mnist1d-mlp", num_samples=500)
     assert torch.equal(task.train.x, again.train.x) and torch.equal(task.val.y, again.val.y)
     small = get_task("mnist1d", num_samples=500, n_train=64, batch_size=16)

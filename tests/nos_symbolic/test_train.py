@@ -206,3 +206,81 @@ def test_sequence_outputs_are_scored_per_position():
     task = Task("tagger", split, split, split, make, num_classes=5, batch_size=16, epochs=5)
     out = train_run(task, BASELINES["adam"], lr=0.1, seed=0, test=True)
     assert out.status == "ok" and out.test_acc == 1.0 and out.test_loss < 0.5
+
+
+# ---------------------------------------------------------------------------------------------------
+# A tiny run's exact outcome, pinned: any change to the steps taken, the batches drawn or the random
+# numbers an optimizer draws from torch's global generator changes these numbers.
+
+
+class _NoisyMomentum(torch.optim.SGD):
+    """SGD with momentum plus Gaussian noise drawn from torch's global generator at every step."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        super().step()
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.add_(torch.randn_like(p), alpha=1e-2)
+
+
+def _noisy_momentum(params, lr, total_steps):
+    return _NoisyMomentum(params, lr=lr, momentum=0.9)
+
+
+@pytest.fixture(scope="module")
+def quadrants():
+    """200 points in 8-d labelled by the quadrant of their first two coordinates: 10 steps of 16 an
+    epoch, 3 epochs; small enough that a run takes milliseconds. One thread, as the workers run."""
+    from nos_symbolic.tasks import Task
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    x = torch.randn(200, 8, generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0] > 0).long() + 2 * (x[:, 1] > 0).long()
+
+    def make(seed):
+        return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+
+    yield Task("quadrants", (x[:160], y[:160]), (x[160:180], y[160:180]), (x[180:], y[180:]), make,
+               num_classes=4, batch_size=16, epochs=3)
+    torch.set_num_threads(threads)
+
+
+def _matches(out: TrainOutcome, status, steps, val_acc, test_acc, losses, val_loss, test_loss, val_curve,
+             reason="") -> bool:
+    """Exact for everything counted; floats to 1e-6 relative, so a CPU whose kernels round the last
+    bit differently still passes while any other step, batch or random draw does not."""
+    close = lambda a, b: a == b if a is None or b is None else math.isclose(a, b, rel_tol=1e-6)  # noqa: E731
+    assert (out.status, out.steps, out.reason) == (status, steps, reason)
+    assert [step for step, _ in out.val_curve] == [step for step, _ in val_curve]
+    floats = [(out.val_acc, val_acc), (out.test_acc, test_acc), (out.val_loss, val_loss), (out.test_loss, test_loss)]
+    floats += list(zip(out.loss_curve, losses, strict=True)) + list(zip(
+        [acc for _, acc in out.val_curve], [acc for _, acc in val_curve], strict=True))
+    return all(close(a, b) for a, b in floats)
+
+
+LOSSES = (1.3559372901916504, 0.9792022705078125, 0.5188449382781982)
+CURVE = ((10, 0.3), (20, 0.7), (30, 0.85))
+
+
+def test_a_tiny_runs_outcome_is_pinned(quadrants):
+    t, f = quadrants, _noisy_momentum
+    straight = train_run(t, f, 0.1, seed=5, test=True, curve=True)
+    assert _matches(straight, "ok", 30, 0.85, 0.9, LOSSES, 0.4525611996650696, 0.2320718765258789, CURVE)
+    paused = train_run(t, f, 0.1, seed=5, curve=True, pause_at=14)
+    assert _matches(paused, "paused", 14, 0.55, None, LOSSES[:1], 1.0455148220062256, None, CURVE[:1])
+    resumed = train_run(t, f, 0.1, seed=5, test=True, curve=True, resume=paused.state)
+    assert _matches(resumed, "ok", 30, 0.85, 0.9, LOSSES, 0.4525611996650696, 0.2320718765258789, CURVE)
+    hurdled = train_run(t, f, 0.1, seed=5, hurdle=(2, 0.9))
+    assert _matches(hurdled, "hurdled", 20, 0.7, None, LOSSES[:2], 0.7446301579475403, None, CURVE[1:2],
+                    "validation accuracy 0.700 after epoch 2 is below the hurdle 0.900")
+    short = train_run(t, f, 0.1, epochs=1.5, seed=6, check_every=4)
+    assert _matches(short, "ok", 15, 0.5, None, (1.269998836517334, 0.888038444519043), 1.0522491931915283,
+                    None, ())
+    diverged = train_run(t, f, 30.0, seed=5)
+    assert _matches(diverged, "diverged", 3, None, None, (), None, None, (),
+                    "training loss 828 exceeded the bound 14.5 by step 3 (epoch 1)")
+    failed = train_run(t, f, 0.1, seed=5, chance_margin=0.5)
+    assert _matches(failed, "failed", 10, 0.3, None, LOSSES[:1], 1.265175700187683, None, (),
+                    "validation accuracy 0.300 after epoch 1 is within 0.5 of chance (0.250)")
