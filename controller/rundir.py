@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from controller.lock import LOCK_FILE
-from nos_symbolic.errors import NosError
+from nos_symbolic.errors import NosError, SettingError
 
 RUNS_ROOT = Path("runs")
 # Files whose presence makes a directory a run (the store, and the config a search records first).
@@ -26,6 +26,11 @@ RUN_MARKERS = ("store.sqlite", "config.json")
 
 class RunDirError(NosError):
     """A run directory cannot be created or used; the message says which and what to do."""
+
+
+class RunDirSettingError(SettingError, RunDirError):
+    """A run directory nos cannot make itself; the message names the setting (`run_dir`) that picks
+    one instead, which each front end writes its own way (the CLI as its flag)."""
 
 
 def is_run_dir(path: Path) -> bool:
@@ -43,7 +48,7 @@ def default_run_dir(prefix: str, root: Path = RUNS_ROOT) -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise RunDirError(_cannot_make(root, err)) from None
+        raise _cannot_make(root, err) from None
     base = f"{prefix}-{datetime.now():%Y%m%d-%H%M%S-%f}"
     for n in range(1, 1000):
         path = root / (base if n == 1 else f"{base}-{n}")
@@ -52,15 +57,15 @@ def default_run_dir(prefix: str, root: Path = RUNS_ROOT) -> Path:
         except FileExistsError:
             continue
         except OSError as err:
-            raise RunDirError(_cannot_make(path, err)) from None
+            raise _cannot_make(path, err) from None
         return path
-    raise RunDirError(f"cannot find a free run directory name under {root}; pass --run-dir")
+    raise RunDirSettingError(f"cannot find a free run directory name under {root}; " + "set {0}", "run_dir")
 
 
-def _cannot_make(path: Path, err: OSError) -> str:
-    """The message for a default run directory (or its root) that cannot be made."""
-    return (f"cannot create run directory {path} ({err.strerror or type(err).__name__}); run nos where "
-            f"it can write, or pass --run-dir with a writable place")
+def _cannot_make(path: Path, err: OSError) -> RunDirSettingError:
+    """The error for a default run directory (or its root) that cannot be made."""
+    return RunDirSettingError(f"cannot create run directory {path} ({err.strerror or type(err).__name__}); run "
+                              "nos where it can write, or set {0} to a writable place", "run_dir")
 
 
 def create_run_dir(path: Path) -> Path:

@@ -24,34 +24,32 @@ The budget counts trained evaluations (every status but `rejected`), not samples
 """
 from __future__ import annotations
 
-import io
-import json
 import time
 import uuid
 from contextlib import ExitStack
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from controller.checkpoint import (CHECKPOINT_FILE, LEGACY_UPDATES_FILE, Checkpoint, legacy_updates,
-                                   write_atomic, check_checkpoint, load_checkpoint)
-from controller.executors import make_executor
+from controller.checkpoint import CHECKPOINT_FILE, Checkpoint, load_checkpoint, save_checkpoint
 from controller.lock import run_lock
 from controller.promotion import Entrant, promoted, variant_text
 from controller.run_config import (CONFIG_FILE, RESUMABLE_CHANGES, SearchConfig, check_environment,
-                                   config_difference, read_run_config, resume_config, with_legacy_defaults)
+                                   config_difference, read_run_config, resume_config)
 from controller.rundir import create_run_dir, default_run_dir, discard_run_dir
-from controller.store import STORE_FILENAME, RuleRecord, RunStore, SampleRecord, StoredRule, StoreError
-from nos_symbolic.errors import NosError
+from controller.search_build import make_search_executor, make_strategy
+from controller.search_dir import StartPoint, refuse_occupied, resume_point, write_config
+from controller.store import RuleRecord, RunStore, SampleRecord, StoredRule
+from nos_symbolic.errors import NosError, SettingError
 from nos_symbolic.result import EvalResult
 
-# The run's settings and its checkpoint live in run_config.py and checkpoint.py; these names are the
-# search's public face as well.
-__all__ = ["CHECKPOINT_FILE", "CONFIG_FILE", "LEGACY_UPDATES_FILE", "RESUMABLE_CHANGES", "Checkpoint", "Progress",
-           "Search", "SearchConfig", "check_environment", "config_difference", "load_checkpoint",
-           "make_search_executor", "make_strategy", "read_run_config", "resume_config"]
+# The run's settings, its checkpoint and what it runs with live in run_config.py, checkpoint.py and
+# search_build.py; these names are the search's public face as well.
+__all__ = ["CHECKPOINT_FILE", "CONFIG_FILE", "RESUMABLE_CHANGES", "Checkpoint", "Progress", "Search",
+           "SearchConfig", "check_environment", "config_difference", "load_checkpoint", "make_search_executor",
+           "make_strategy", "read_run_config", "resume_config"]
 
 STALL_ROUNDS = 50  # rounds in a row without a new evaluation: the space is exhausted
 HURDLE_WINDOW = 64  # recent trained rules whose validation curves set the halving protocol's hurdle
@@ -81,32 +79,39 @@ class Progress:
 
 
 @dataclass
-class _Pending:
+class _Draw:
+    """One sample of a round: the strategy's proposal, the key of the rule it spelt, whether that rule
+    was drawn before (a cache hit) and its reward, None until its evaluation finishes."""
+
+    proposal: Any  # controller.strategies.Proposal
+    key: str
+    hit: bool
+    reward: float | None = None
+
+
+@dataclass
+class _Job:
+    """An evaluation under way and the draws of the round that wait for its reward."""
+
     rule: Any  # nos_symbolic.rule.Rule
-    positions: list[int]
+    draws: list[_Draw]
 
 
-def make_search_executor(config: SearchConfig):
-    """The executor that runs evaluations: worker processes here, or tasks on a Ray cluster."""
-    from nos_symbolic.evaluate import evaluate_job, warm_worker
+@dataclass
+class _Round:
+    """A round under way: one record per sample in draw order, the evaluations they wait on, the status
+    of each of its rules as it becomes known, and how many new evaluations it started.
 
-    if config.backend == "ray":
-        from controller.ray_executor import RayExecutor
+    longer:        rule key -> {epochs: result} of the promotions of the rounds before this one
+    hurdle_curves: the validation curves the halving protocol's hurdle is taken from
+    """
 
-        return RayExecutor(evaluate_job, max(config.workers, 1), config.timeout, initializer=warm_worker,
-                           initargs=(config.eval.to_dict(),), address=config.address,
-                           num_cpus=config.cpus_per_eval, num_gpus=config.gpus_per_eval)
-    return make_executor(evaluate_job, config.workers, config.timeout, initializer=warm_worker,
-                         initargs=(config.eval.to_dict(),))
-
-
-def make_strategy(config: SearchConfig):
-    """The strategy named in config, on the paper's search space."""
-    from controller.space import SearchSpace
-    from controller.strategies import build_strategy, strategy_options
-
-    return build_strategy(config.strategy, SearchSpace(n_groups=config.n_groups), seed=config.seed,
-                          round_size=config.round_size, **strategy_options(config))
+    longer: dict[str, dict[float, EvalResult]]
+    hurdle_curves: list[list[list[float]]]
+    draws: list[_Draw] = field(default_factory=list)
+    jobs: list[_Job] = field(default_factory=list)
+    statuses: dict[str, str] = field(default_factory=dict)
+    new: int = 0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -125,7 +130,7 @@ class Search:
 
     def __init__(self, config: SearchConfig, run_dir: Path | None, resume: bool = False) -> None:
         if resume and run_dir is None:
-            raise NosError("resuming needs the run directory to continue")
+            raise SettingError("{1} needs {0}: the run directory to continue", "run_dir", "resume")
         self.config, self.resume = config, resume
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.notes: list[str] = []  # what a resume rebuilt, for the user
@@ -146,7 +151,7 @@ class Search:
             if not self.run_dir.is_dir():
                 raise NosError(f"nothing to resume: {self.run_dir} does not exist")
         elif self.run_dir is not None:
-            _refuse_occupied(self.run_dir)  # before the lock: a refused directory gets no lock file
+            refuse_occupied(self.run_dir)  # before the lock: a refused directory gets no lock file
         _check_data(self.config)
         if self.run_dir is None:
             self.run_dir, self._created = default_run_dir(_dir_prefix(self.config.strategy)), True
@@ -154,49 +159,15 @@ class Search:
             self._created = not self.run_dir.exists()
             create_run_dir(self.run_dir)
         self._stack.enter_context(run_lock(self.run_dir, "nos search"))
-        self.rounds = 0  # rounds ended (observed by the strategy and recorded)
-        self.first_sample = 0  # where the current round's samples go
-        self.run_id = uuid.uuid4().hex
         if self.resume:
-            self._check_resume()
-        elif (self.run_dir / CONFIG_FILE).exists() or _holds_run(self.run_dir):
-            raise NosError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose "
-                           f"another --run-dir")
-
-    def _check_resume(self) -> None:
-        stored = read_run_config(self.run_dir)
-        diff = config_difference(stored, self.config.to_dict())
-        if diff:
-            raise NosError(f"refusing to resume {self.run_dir} with a different config: {'; '.join(diff)}")
-        if not (self.run_dir / STORE_FILENAME).is_file():
-            raise NosError(f"{self.run_dir} has {CONFIG_FILE} but no {STORE_FILENAME}: the run's evaluations are "
-                           f"gone. Restore {STORE_FILENAME} from a backup, or start a new run in another "
-                           f"--run-dir")
-        ckpt = load_checkpoint(self.run_dir)
-        with RunStore.open_readonly(self.run_dir) as store:
-            recorded = store.get_meta("config")
-            diff = config_difference(with_legacy_defaults(recorded if isinstance(recorded, dict) else stored), stored)
-            if diff:
-                raise NosError(f"{self.run_dir / CONFIG_FILE} is not the config the run was made with "
-                               f"({'; '.join(d.replace('given', 'in config.json') for d in diff)}); undo the edit")
-            if ckpt is not None:
-                check_checkpoint(ckpt, store, self.run_dir)
-                self._restore_strategy(ckpt)
-                self.rounds, self.first_sample = ckpt.rounds, ckpt.samples
-            elif store.progress.rounds > 0:
-                self.notes.append(f"{CHECKPOINT_FILE} is missing: rebuilding the controller by replaying "
-                                  f"{store.progress.rounds} rounds from the store")
-            self.run_id = store.run_id or self.run_id
-
-    def _restore_strategy(self, ckpt: Checkpoint) -> None:
-        """Load the checkpoint's strategy state; one the strategy refuses is an error saying how to rebuild it."""
-        path = self.run_dir / CHECKPOINT_FILE
-        try:
-            self.strategy.load_state_dict(ckpt.strategy)
-        except Exception as err:
-            raise NosError(f"cannot restore the controller from {path} ({type(err).__name__}: "
-                           f"{' '.join(str(err).split())[:200]}); move it away (`mv {path} {path}.bad`) and "
-                           f"resume again to rebuild the controller from the store") from None
+            start = resume_point(self.run_dir, self.config, self.strategy)
+            self.notes.extend(start.notes)
+        else:
+            refuse_occupied(self.run_dir)  # again under the lock: another search may have begun meanwhile
+            start = StartPoint(uuid.uuid4().hex)
+        self.run_id = start.run_id
+        self.rounds = start.rounds  # rounds ended (observed by the strategy and recorded)
+        self.first_sample = start.samples  # where the current round's samples go
 
     # -- writing the run's files ---------------------------------------------------------------------
 
@@ -204,27 +175,16 @@ class Search:
         """Write what the run starts with: a new run's store and config; a resumed run's changes."""
         self.store = RunStore.open(self.run_dir)
         config = self.config.to_dict()
-        if not self.resume:
+        if self.resume:
+            self.store.set_meta("config", config)
+            self.seen = self.store.sample_keys(self.first_sample)
+        else:
             self.store.set_meta_items({"run_id": self.run_id, "config": config})
-            write_atomic(self.run_dir / CONFIG_FILE, json.dumps(config, indent=2).encode())
-            return
-        meta: dict[str, Any] = {"config": config}
-        if self.store.run_id is None:  # a run from before run ids: adopt it
-            meta.update(run_id=self.run_id, progress={"rounds": self.rounds, "samples": self.first_sample})
-        self.store.set_meta_items(meta)
-        legacy = self.run_dir / LEGACY_UPDATES_FILE
-        if legacy.exists() and not any(True for _ in self.store.updates()):
-            self.store.record_updates([row for row in legacy_updates(legacy) if row[0] < self.rounds])
-        path = self.run_dir / CONFIG_FILE
-        if not path.exists() or json.loads(path.read_text()) != config:  # a budget or worker change
-            write_atomic(path, json.dumps(config, indent=2).encode())
-        self.seen = self.store.sample_keys(self.first_sample)
+        write_config(self.run_dir, config)
 
     def _save_checkpoint(self) -> None:
-        buf = io.BytesIO()
-        torch.save({"run_id": self.run_id, "rounds": self.rounds, "samples": self.first_sample,
-                    "strategy": self.strategy.state_dict()}, buf)
-        write_atomic(self.run_dir / CHECKPOINT_FILE, buf.getvalue())
+        save_checkpoint(self.run_dir, Checkpoint(self.run_id, self.rounds, self.first_sample,
+                                                 self.strategy.state_dict()))
 
     # -- the loop ------------------------------------------------------------------------------------
 
@@ -264,69 +224,32 @@ class Search:
         """Draw samples until `round_size` new evaluations are under way (fewer where the budget ends
         first), submitting each as soon as it is drawn; wait for them; then the strategy learns."""
         target = min(self.config.round_size, self.config.budget - self._budget_spent())
-        proposals: list[Any] = []
-        rewards: list[float | None] = []
-        hits: list[bool] = []
-        keys: list[str] = []
-        jobs: list[_Pending] = []
-        statuses: dict[str, str] = {}  # the round's rules, as their evaluations become known
-        new = 0
         # What the strategy sees of a rule it draws again: its score at the longest length it reached in
-        # the rounds before this one (so a replayed round sees what its first attempt saw).
-        longer = self.store.lengths(before_round=self.rounds)
-        # The hurdle of the halving protocol comes from the rules of finished rounds only, so a replayed
-        # round evaluates exactly as its first attempt did.
+        # the rounds before this one; and the halving protocol's hurdle comes from the rules of finished
+        # rounds only. So a replayed round sees and evaluates exactly what its first attempt did.
         hurdle_curves = ([[list(p) for p in c] for c in self.store.recent_val_curves(HURDLE_WINDOW)]
                          if self.config.eval.hurdle_quantile is not None else [])
+        rnd = _Round(self.store.lengths(before_round=self.rounds), hurdle_curves)
         try:
-            while new < target and len(proposals) < MAX_SAMPLES_PER_ROUND * self.config.round_size:
-                i = len(proposals)
-                proposals.append(self.strategy.propose(1)[0])
-                rule, stored = self._resolve(proposals[i].text)
-                same = next((j for j in jobs if rule.key == j.rule.key or rule.fingerprint == j.rule.fingerprint),
-                            None)
-                key = stored.key if stored is not None else same.rule.key if same is not None else rule.key
-                # A hit: drawn in an earlier round, or earlier in this one. (A replayed round finds the
-                # evaluations of its interrupted attempt in the store; they are not hits.)
-                hit = key in keys or key in self.seen
-                reward = None
-                if stored is not None:
-                    reward = stored.result.reward
-                    if stored.key in longer:
-                        reward = max(longer[stored.key].items())[1].reward
-                    statuses[key] = stored.result.status
-                    new += not hit and stored.result.status != "rejected"
-                elif same is not None:
-                    same.positions.append(i)
-                elif not (screen := self._screen(rule)).passed:
-                    result = EvalResult(status="rejected", seed=self.config.eval.seed, reason=screen.reason)
-                    self.store.record_evaluation(self._record(rule), result, [])
-                    reward, statuses[key] = result.reward, result.status
-                else:
-                    jobs.append(_Pending(rule, [i]))
-                    executor.submit(len(jobs) - 1, {"rule": rule.text, "config": self.config.eval.to_dict(),
-                                                    "hurdle_curves": hurdle_curves})
-                    new += 1
-                rewards.append(reward)
-                hits.append(hit)
-                keys.append(key)
-                self._collect(executor, jobs, rewards, statuses, 0.0, on_progress, start)
+            while rnd.new < target and len(rnd.draws) < MAX_SAMPLES_PER_ROUND * self.config.round_size:
+                self._draw(executor, rnd)
+                self._collect(executor, rnd, 0.0, on_progress, start)
             while executor.in_flight():
-                self._collect(executor, jobs, rewards, statuses, 1.0, on_progress, start)
+                self._collect(executor, rnd, 1.0, on_progress, start)
         except KeyboardInterrupt:
             # Keep the samples drawn before the first evaluation still running: a resume replays this
             # round and finds them, the same draws, in the store.
-            done = next((i for i, r in enumerate(rewards) if r is None), len(rewards))
-            self.store.record_samples(self._samples(proposals[:done], keys, rewards, hits))
+            done = next((i for i, d in enumerate(rnd.draws) if d.reward is None), len(rnd.draws))
+            self.store.record_samples(self._samples(rnd.draws[:done]))
             raise
-        samples = self._samples(proposals, keys, rewards, hits)
+        samples = self._samples(rnd.draws)
         try:
-            self._promote(executor, [*self.seen, *statuses], on_progress, start)
+            self._promote(executor, [*self.seen, *rnd.statuses], on_progress, start)
         except KeyboardInterrupt:
             self.store.record_samples(samples)
             raise
         if target == self.config.round_size:
-            stats = self.strategy.observe(list(zip(proposals, rewards)))
+            stats = self.strategy.observe([(d.proposal, d.reward) for d in rnd.draws])
             self.first_sample = self.store.record_round(samples, stats or [], ended_round=self.rounds)
             self.rounds += 1
             self._save_checkpoint()
@@ -335,9 +258,38 @@ class Search:
             # budget replays it whole (its samples and evaluations come back from the store) like an
             # uninterrupted run.
             self.store.record_samples(samples)
-        self.seen.update(statuses)
+        self.seen.update(rnd.statuses)
         self._refresh_progress()
         on_progress(self.progress)
+
+    def _draw(self, executor, rnd: _Round) -> None:
+        """Draw one sample into the round: a rule stored before gives its reward at once, one the
+        pre-screen rejects is stored as such, one being evaluated waits for that evaluation, and any
+        other is submitted to the workers."""
+        proposal = self.strategy.propose(1)[0]
+        rule, stored = self._resolve(proposal.text)
+        same = next((j for j in rnd.jobs if rule.key == j.rule.key or rule.fingerprint == j.rule.fingerprint), None)
+        key = stored.key if stored is not None else same.rule.key if same is not None else rule.key
+        # A hit: drawn in an earlier round, or earlier in this one. (A replayed round finds the
+        # evaluations of its interrupted attempt in the store; they are not hits.)
+        draw = _Draw(proposal, key, hit=key in self.seen or any(d.key == key for d in rnd.draws))
+        if stored is not None:
+            longer = rnd.longer.get(stored.key)
+            draw.reward = max(longer.items())[1].reward if longer else stored.result.reward
+            rnd.statuses[key] = stored.result.status
+            rnd.new += not draw.hit and stored.result.status != "rejected"
+        elif same is not None:
+            same.draws.append(draw)
+        elif not (screen := self._screen(rule)).passed:
+            result = EvalResult(status="rejected", seed=self.config.eval.seed, reason=screen.reason)
+            self.store.record_evaluation(self._record(rule), result, [])
+            draw.reward, rnd.statuses[key] = result.reward, result.status
+        else:
+            rnd.jobs.append(_Job(rule, [draw]))
+            executor.submit(len(rnd.jobs) - 1, {"rule": rule.text, "config": self.config.eval.to_dict(),
+                                                "hurdle_curves": rnd.hurdle_curves})
+            rnd.new += 1
+        rnd.draws.append(draw)
 
     def _promote(self, executor, drawn: list[str], on_progress: Callable[[Progress], None], start: float) -> None:
         """Train the rules that earned a longer length (controller/promotion.py), length by length, and
@@ -417,20 +369,20 @@ class Search:
     def _stored(self, key: str) -> StoredRule | None:
         return self.store.lookup(key, None)
 
-    def _samples(self, proposals: list[Any], keys: list[str], rewards: list[float | None],
-                 hits: list[bool]) -> list[SampleRecord]:
-        return [SampleRecord(self.first_sample + i, self.config.strategy, tuple(p.tokens), keys[i], rewards[i], hits[i])
-                for i, p in enumerate(proposals)]
+    def _samples(self, draws: list[_Draw]) -> list[SampleRecord]:
+        return [SampleRecord(self.first_sample + i, self.config.strategy, tuple(d.proposal.tokens), d.key, d.reward,
+                             d.hit) for i, d in enumerate(draws)]
 
-    def _collect(self, executor, jobs: list[_Pending], rewards: list[float | None], statuses: dict[str, str],
-                 timeout: float, on_progress: Callable[[Progress], None], start: float) -> None:
-        """Record the evaluations that finished (one store transaction each)."""
+    def _collect(self, executor, rnd: _Round, timeout: float, on_progress: Callable[[Progress], None],
+                 start: float) -> None:
+        """Record the evaluations that finished (one store transaction each) and give their rewards to
+        the draws that waited on them."""
         for done in executor.poll(timeout=timeout):
-            job = jobs[done.job_id]
+            job = rnd.jobs[done.job_id]
             self.store.record_evaluation(self._record(job.rule), done.result, [])
-            statuses[job.rule.key] = done.result.status
-            for i in job.positions:
-                rewards[i] = done.result.reward
+            rnd.statuses[job.rule.key] = done.result.status
+            for draw in job.draws:
+                draw.reward = done.result.reward
             self.progress.worker_seconds += done.worker_seconds
             self._refresh_progress(start)
             on_progress(self.progress)
@@ -484,61 +436,8 @@ def _dir_prefix(strategy: str) -> str:
     return strategy.rpartition(":")[2].rpartition(".")[2] or "search"
 
 
-def _holds_run(run_dir: Path) -> bool:
-    """A store with a run id or any rows (one without is the debris of a start killed mid-way); a file
-    that is no run store counts too, so nothing is written over it."""
-    path = run_dir / STORE_FILENAME
-    if not path.is_file() or path.stat().st_size == 0:
-        return False
-    try:
-        with RunStore.open_readonly(run_dir) as store:
-            return store.run_id is not None or store.n_samples() > 0 or store.n_evaluations(True) > 0
-    except StoreError:
-        return True
-
-
-def _refuse_occupied(run_dir: Path) -> None:
-    """Refuse a new run in a directory that already holds one (pass --resume) or holds a store.sqlite or
-    config.json that is not a nos run's (choose another directory); writes nothing."""
-    if not run_dir.is_dir():
-        return
-    foreign = _foreign_files(run_dir)
-    store_ok = not any(f.startswith(STORE_FILENAME) for f in foreign)
-    if (store_ok and _holds_run(run_dir)) or (not foreign and (run_dir / CONFIG_FILE).exists()):
-        raise NosError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
-    if foreign:
-        raise NosError(f"{run_dir} is not a nos run but holds {' and '.join(foreign)}; nos writes a new run only "
-                       f"into a new or empty directory: choose another --run-dir")
-
-
-def _foreign_files(run_dir: Path) -> list[str]:
-    """The files named like a run's (store.sqlite, config.json) in run_dir that are not a nos run's, each
-    with what it is instead."""
-    found = []
-    store = run_dir / STORE_FILENAME
-    if store.exists() and not (store.is_file() and store.stat().st_size == 0):
-        try:
-            RunStore.open_readonly(run_dir).close()
-        except StoreError as err:
-            found.append(f"{STORE_FILENAME}, which is no run store ({' '.join(str(err).split())[:160]})")
-    config = run_dir / CONFIG_FILE
-    if config.exists() and not _is_run_config(config):
-        found.append(f"a {CONFIG_FILE} that is not a nos run's config")
-    return found
-
-
-def _is_run_config(path: Path) -> bool:
-    """Whether path holds a config nos search recorded: a JSON object of SearchConfig's settings."""
-    try:
-        recorded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    names = {f.name for f in fields(SearchConfig)}
-    return isinstance(recorded, dict) and {"strategy", "eval"} <= set(recorded) and set(recorded) <= names
-
-
 def _check_data(config: SearchConfig) -> None:
-    """Build a built-in task's data from its --data-dir once here, before anything is written, so a bad
+    """Build a built-in task's data from its data_dir once here, before anything is written, so a bad
     data file is one error now rather than a failure in every worker (the workers then read the cache)."""
     from nos_symbolic.tasks import get_task, is_custom
 

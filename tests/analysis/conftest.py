@@ -1,5 +1,5 @@
-"""Tiny run stores and rules files, made here: a SQLite file written with sqlite3 directly (the columns
-analysis.sources reads), and rules files with rewards."""
+"""Tiny run stores and rules files, made here: a SQLite file of the store's schema written with sqlite3
+directly, and rules files with rewards."""
 from __future__ import annotations
 
 import json
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.schema import MIGRATIONS, SCHEMA_VERSION
 from nos_symbolic import parse_rule
 
 # (text, reward): PowerSign and AddSign in several spellings, their kin, and rules in no named family.
@@ -33,33 +34,22 @@ RULES: list[tuple[str, float]] = [
     ("clip(g, 1e-3)*v", 0.200),
 ]
 
-_SCHEMA = [
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE rules (key TEXT PRIMARY KEY, fingerprint TEXT, scale_fingerprint TEXT, text TEXT NOT NULL,
-        canonical TEXT, latex TEXT, status TEXT NOT NULL, reward REAL NOT NULL, lr REAL, val_acc REAL,
-        test_acc REAL, steps INTEGER NOT NULL, seconds REAL NOT NULL, seed INTEGER NOT NULL,
-        reason TEXT NOT NULL, loss_curve TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
-    """CREATE TABLE samples (idx INTEGER PRIMARY KEY, strategy TEXT NOT NULL, tokens TEXT NOT NULL,
-        rule_key TEXT, reward REAL NOT NULL, cache_hit INTEGER NOT NULL, created_at TEXT NOT NULL)""",
-]
-
-
 def write_store(run_dir: Path, rules: list[tuple[str, float]], status: dict[str, str] | None = None) -> Path:
     """A run directory whose store holds `rules` and, per strategy, samples that draw them in order then
     draw each again (cache hits), plus one sample that spelt no rule."""
     run_dir.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(run_dir / "store.sqlite")
-    for statement in _SCHEMA:
+    for statement in MIGRATIONS[0]:  # the schema as the store creates it
         db.execute(statement)
-    db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
     now = "2024-01-01T00:00:00.000+00:00"
     keys = []
     for text, reward in rules:
         rule = parse_rule(text)
         keys.append((rule.key, reward))
-        db.execute("INSERT INTO rules VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (
+        db.execute("INSERT INTO rules VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (
             rule.key, rule.fingerprint, rule.scale_fingerprint, text, rule.canonical_text, rule.latex(),
-            (status or {}).get(text, "ok"), reward, 1e-3, reward, reward - 0.01, 100, 1.5, 0, "", "[]",
+            (status or {}).get(text, "ok"), reward, 1e-3, reward, reward - 0.01, 100, 1.5, 0, "", "[]", "[]",
             now, now))
     idx = 0
     for strategy, order in (("random", keys), ("ppo", keys[::-1])):

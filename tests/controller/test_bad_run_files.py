@@ -19,9 +19,8 @@ import _jobs
 from controller import lock
 from controller.lock import LOCK_FILE
 from controller.search import CHECKPOINT_FILE, CONFIG_FILE, Search, SearchConfig
-from controller.store import RunStore, StoreError
+from controller.store import SCHEMA_VERSION, RunStore, StoreError
 from nos_cli import main
-from nos_symbolic.errors import NosError
 
 SEARCH = ["search", "--strategy", "random", "--workers", "0", "--seed", "3", "--round-size", "2"]
 
@@ -84,7 +83,7 @@ def test_moving_a_bad_config_away_resumes_from_the_store_copy(tmp_path, capsys):
 def _store_with_other_tables(path: Path) -> None:
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-    db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
     db.execute("CREATE TABLE rules (a INTEGER)")
     db.execute("INSERT INTO rules VALUES (1)")
     db.commit()
@@ -167,7 +166,8 @@ def test_a_run_without_resume_is_still_told_to_resume_and_gets_no_lock_file(tmp_
     (tmp_path / "run" / LOCK_FILE).unlink()
     before = snapshot(tmp_path / "run")
     assert main([*SEARCH, "--budget", "2", "--run-dir", str(tmp_path / "run")]) == 2
-    assert "already holds a run; pass --resume" in one_error(capsys)
+    # The search names the settings (run_dir, resume); the command line writes them as its flags.
+    assert "already holds a run; set --resume to continue it, or choose another --run-dir" in one_error(capsys)
     assert snapshot(tmp_path / "run") == before
 
 
@@ -211,7 +211,7 @@ def test_a_runs_folder_that_cannot_be_made_is_named(tmp_path, capsys, monkeypatc
     Path("runs").write_text("a file where runs/ would go")
     assert main([*SEARCH, "--budget", "2"]) == 2
     err = one_error(capsys)
-    assert "cannot create run directory runs" in err and "--run-dir" in err
+    assert "cannot create run directory runs" in err and "set --run-dir to a writable place" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
 
 

@@ -1,6 +1,6 @@
-"""Resuming a search: after a crash at any moment, a missing checkpoint, an old run directory or
-Ctrl-C, the run continues exactly as an uninterrupted one and loses or repeats no evaluation; a
-foreign checkpoint, a missing store or another search on the same directory is refused untouched.
+"""Resuming a search: after a crash at any moment, a missing checkpoint or Ctrl-C, the run continues
+exactly as an uninterrupted one and loses or repeats no evaluation; a foreign checkpoint, a missing
+store, a store of an earlier release or another search on the same directory is refused untouched.
 
 Evaluations are faked (_jobs.fake_evaluate: a reward from the rule's text) so the tests exercise the
 loop, the store and the checkpoint, not training."""
@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import _jobs
-from controller.search import CHECKPOINT_FILE, CONFIG_FILE, LEGACY_UPDATES_FILE, Search, SearchConfig
+from controller.search import CHECKPOINT_FILE, CONFIG_FILE, Search, SearchConfig
 from controller.store import RunStore, StoreError
 from nos_cli import main
 from nos_symbolic.errors import NosError
@@ -176,31 +176,15 @@ def test_a_missing_store_is_refused(tmp_path, capsys):
     assert not (tmp_path / "store.sqlite").exists()
 
 
-def _make_legacy(run_dir: Path) -> list[tuple]:
-    """Turn a run into one written before run ids: a version-1 store, an old checkpoint and an
-    updates.jsonl whose last line was torn by a crash. Returns the updates it had."""
-    with RunStore.open_readonly(run_dir) as store:
-        updates = list(store.updates())
-        progress = store.progress
-    ckpt = torch.load(run_dir / CHECKPOINT_FILE, weights_only=False)
-    torch.save({"strategy": ckpt["strategy"], "round": ckpt["rounds"], "round_start": "2024-01-01T00:00:00.000+00:00",
-                "evaluations": 0, "next_sample": ckpt["samples"]}, run_dir / CHECKPOINT_FILE)
-    db = sqlite3.connect(run_dir / "store.sqlite", isolation_level=None)
-    db.execute("DROP TABLE updates")
-    db.execute("DROP TABLE trainings")
-    db.execute("DELETE FROM meta WHERE key != 'schema_version'")
-    db.execute("UPDATE meta SET value = '1'")
+def test_a_run_of_an_earlier_store_schema_is_refused_naming_its_version(tmp_path):
+    run(tmp_path, config(budget=2))
+    db = sqlite3.connect(tmp_path / "store.sqlite", isolation_level=None)
+    db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     db.close()
-    lines = [json.dumps({"round": r, **stats}) for r, _, stats in updates]
-    (run_dir / LEGACY_UPDATES_FILE).write_text("\n".join(lines) + '\n{"round": ' + str(progress.rounds) + ', "pg_lo')
-    return updates
-
-
-def test_an_old_run_directory_resumes_exactly(tmp_path, straight_ppo):
-    run(tmp_path, config(strategy="ppo", budget=4))
-    assert _make_legacy(tmp_path)  # PPO logged its updates
-    run(tmp_path, config(strategy="ppo"), resume=True)
-    assert record(tmp_path) == straight_ppo
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(StoreError, match="written by store schema version 3 .*reads version 4"):
+        Search(config(budget=4), tmp_path, resume=True)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_resume_takes_the_recorded_settings_and_records_a_new_budget(tmp_path, straight, capsys):
@@ -216,7 +200,7 @@ def test_resume_takes_the_recorded_settings_and_records_a_new_budget(tmp_path, s
     assert main(["search", "--run-dir", str(tmp_path), "--resume", "--seed", "0", "--round-size", "2"]) == 2
     assert capsys.readouterr().err == (
         f"error: refusing to resume {tmp_path} with a different config: seed: 3 in the run, 0 given (only address, "
-        f"backend, budget, cpus_per_eval, gpus_per_eval, timeout, workers may change on --resume)\n")
+        f"backend, budget, cpus_per_eval, gpus_per_eval, timeout, workers may change on resume)\n")
 
 
 def test_a_second_search_on_a_run_directory_is_refused_naming_the_first(tmp_path, capsys):

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from controller.lock import RunLockedError, holder, run_lock
 from controller.rundir import RunDirError, create_run_dir, default_run_dir, discard_run_dir, is_run_dir
+from nos_symbolic.errors import SettingError
 
 
 def test_default_names_never_collide(tmp_path):
     made = [default_run_dir("ppo", root=tmp_path / "runs") for _ in range(20)]
     assert len(set(made)) == 20 and all(p.is_dir() and not any(p.iterdir()) for p in made)
     assert all(p.name.startswith("ppo-") and p.parent == tmp_path / "runs" for p in made)
+
+
+def test_a_default_directory_that_cannot_be_made_names_the_setting_not_a_flag(tmp_path):
+    (tmp_path / "runs").write_text("a file where runs/ would go")
+    with pytest.raises(RunDirError, match="cannot create run directory") as info:
+        default_run_dir("ppo", root=tmp_path / "runs")
+    assert isinstance(info.value, SettingError) and info.value.settings == ("run_dir",)
+    assert "--" not in str(info.value) and "set run_dir to a writable place" in str(info.value)
 
 
 def test_create_accepts_new_empty_and_run_directories(tmp_path):

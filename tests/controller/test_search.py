@@ -9,7 +9,7 @@ import _jobs
 from controller.search import CHECKPOINT_FILE, CONFIG_FILE, Search, SearchConfig
 from controller.store import RunStore
 from nos_cli import main
-from nos_symbolic.errors import NosError
+from nos_symbolic.errors import NosError, SettingError
 from nos_symbolic.evaluate import EvalConfig
 
 FAST_EVAL = EvalConfig(lrs=(0.05,), epochs=1)
@@ -85,8 +85,9 @@ def test_resume_with_a_different_config_is_refused_naming_the_difference(tmp_pat
     run_search(tmp_path / "run", config(budget=2))
     with pytest.raises(NosError, match="seed: 3 in the run, 4 given"):
         Search(config(seed=4), tmp_path / "run", resume=True)
-    with pytest.raises(NosError, match="already holds a run"):
+    with pytest.raises(SettingError, match="already holds a run; set resume to continue it") as refused:
         Search(config(), tmp_path / "run")
+    assert refused.value.settings == ("run_dir", "resume")
     with pytest.raises(NosError, match="nothing to resume"):
         Search(config(), tmp_path / "empty", resume=True)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import controller.schema as schema_module
 import controller.store as store_module
 from controller.store import Progress, RunStore, RuleRecord, SampleRecord, StoreError
 from nos_symbolic.result import EvalResult
@@ -60,6 +61,18 @@ def test_evaluation_round_trips(tmp_path: Path):
         [row] = s.samples()
         assert (row.idx, row.strategy, row.tokens, row.rule_key) == (0, "random", (1, 0, 3), "key1")
         assert (row.reward, row.cache_hit) == (0.25, False)
+
+
+def test_every_row_type_has_exactly_its_tables_columns(tmp_path: Path):
+    """The schema and the row types agree: a field without its column (or a column without its field)
+    is caught here, not in a run."""
+    from controller import rows
+
+    tables = (rows.META, rows.RULES, rows.SAMPLES, rows.UPDATES, rows.TRAININGS, rows.LENGTHS, rows.VARIANTS)
+    with RunStore.open(tmp_path) as s:
+        for table in tables:
+            columns = {r["name"] for r in s._db.execute(f"PRAGMA table_info({table.name})")}
+            assert columns - {"id"} == set(table.columns), table.name  # trainings' id: SQLite's row number
 
 
 def test_lookup_by_key_then_fingerprint(store: RunStore):
@@ -175,7 +188,7 @@ def test_bad_inputs_are_refused(store: RunStore):
 
 def test_meta_persists(tmp_path: Path):
     with RunStore.open(tmp_path) as s:
-        assert s.schema_version == store_module.SCHEMA_VERSION == 3
+        assert s.schema_version == store_module.SCHEMA_VERSION == 4
         s.set_meta("config", {"budget": 10, "seeds": [1, 2]})
         s.set_meta("config", {"budget": 20, "seeds": [1, 2]})
     with RunStore.open(tmp_path) as s:
@@ -183,53 +196,48 @@ def test_meta_persists(tmp_path: Path):
         assert s.get_meta("missing", "default") == "default"
 
 
-def test_newer_schema_is_refused(tmp_path: Path):
-    with RunStore.open(tmp_path) as s:
-        s._db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    with pytest.raises(StoreError, match=r"schema version 99.*up to 3"):
-        RunStore.open(tmp_path)
-    with pytest.raises(StoreError, match=r"schema version 99.*up to 3"):
-        RunStore.open_readonly(tmp_path)
-
-
-def test_older_schema_is_migrated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    with RunStore.open(tmp_path) as s:
-        s.record_evaluation(rule(1), EvalResult(status="ok", reward=0.5), [])
-
-    def add_notes(db: sqlite3.Connection) -> None:
-        db.execute("ALTER TABLE rules ADD COLUMN notes TEXT NOT NULL DEFAULT ''")
-
-    monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, add_notes])
-    with RunStore.open(tmp_path) as s:
-        assert s.schema_version == 4
-        assert s.lookup("key1", None).result.reward == 0.5
-        assert s._db.execute("SELECT notes FROM rules").fetchone()[0] == ""
-    with RunStore.open(tmp_path) as s:  # opening again does not migrate twice
-        assert s.schema_version == 4
-
-
-def _v1_store(path: Path) -> None:
-    """A store as schema version 1 wrote it: no updates table, no run id, no progress."""
-    db = sqlite3.connect(path / "store.sqlite", isolation_level=None)
-    store_module.MIGRATIONS[0](db)
-    db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
-    db.execute("INSERT INTO rules VALUES ('k', 'fp', NULL, 'g', 'g', 'g', 'ok', 0.5, 0.1, 0.5, 0.4, 10, 1.0, 0, "
-               "'', '[]', 't', 't')")
-    db.execute("INSERT INTO samples VALUES (0, 'ppo', '[1, 2]', 'k', 0.5, 0, 't')")
+def _set_version(tmp_path: Path, version: int) -> None:
+    db = sqlite3.connect(tmp_path / "store.sqlite", isolation_level=None)
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     db.close()
 
 
-def test_a_version_1_store_is_read_as_it_is_and_upgraded_when_written(tmp_path: Path):
-    _v1_store(tmp_path)
-    before = (tmp_path / "store.sqlite").read_bytes()
-    with RunStore.open_readonly(tmp_path) as s:
-        assert s.schema_version == 1 and list(s.updates()) == [] and s.run_id is None
-        assert s.progress == Progress(0, 0) and [r.key for r in s.rules()] == ["k"]
-    assert (tmp_path / "store.sqlite").read_bytes() == before
+def test_newer_schema_is_refused(tmp_path: Path):
+    RunStore.open(tmp_path).close()
+    _set_version(tmp_path, 99)
+    with pytest.raises(StoreError, match=r"schema version 99.*up to 4"):
+        RunStore.open(tmp_path)
+    with pytest.raises(StoreError, match=r"schema version 99.*up to 4"):
+        RunStore.open_readonly(tmp_path)
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_a_store_of_an_earlier_release_is_refused_untouched_naming_its_version(tmp_path: Path, version: int):
     with RunStore.open(tmp_path) as s:
-        assert s.schema_version == 3 and [r.idx for r in s.samples()] == [0]
-        s.record_updates([(0, 0, {"pg_loss": 1.0})])
-        assert list(s.updates()) == [(0, 0, {"pg_loss": 1.0})]
+        s.record_evaluation(rule(1), EvalResult(status="ok", reward=0.5), [sample(0, "key1", 0.5)])
+    _set_version(tmp_path, version)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for opener in (RunStore.open, RunStore.open_readonly):
+        with pytest.raises(StoreError, match=rf"store.sqlite was written by store schema version {version} "
+                                             rf"\(an earlier nos-symbolic\); this version reads version 4: "
+                                             rf"start a new run"):
+            opener(tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_a_later_migration_upgrades_the_store_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    with RunStore.open(tmp_path) as s:
+        s.record_evaluation(rule(1), EvalResult(status="ok", reward=0.5), [])
+    add_notes = ("ALTER TABLE rules ADD COLUMN notes TEXT NOT NULL DEFAULT ''",)
+    monkeypatch.setattr(schema_module, "MIGRATIONS", [*schema_module.MIGRATIONS, add_notes])
+    with RunStore.open(tmp_path) as s:
+        assert s.schema_version == 5
+        assert s.lookup("key1", None).result.reward == 0.5
+        assert s._db.execute("SELECT notes FROM rules").fetchone()[0] == ""
+    with RunStore.open(tmp_path) as s:  # opening again does not migrate twice
+        assert s.schema_version == 5
+    with RunStore.open_readonly(tmp_path) as s:
+        assert s.schema_version == 5 and [r.key for r in s.rules()] == ["key1"]
 
 
 def test_a_read_only_store_never_writes(tmp_path: Path):
