@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.families import Families
-from analysis.numbers import fixed
+from analysis.numbers import fixed, shorten
 from analysis.sources import SampleRow
 
 OTHER = "other families"
@@ -32,7 +32,7 @@ class Curve:
     untrained: Collection[str] = ()
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -41,11 +41,11 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: Path | str) -> Path:
+def save_figure(fig: Any, path: Path | str) -> Path:
     path = Path(path)
     fig.tight_layout()
     fig.savefig(path, dpi=_DPI)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -80,7 +80,7 @@ def best_so_far(samples: Sequence[SampleRow], untrained: Collection[str] = ()) -
 
 def plot_best_reward(curves: Sequence[Curve], path: Path | str) -> Path:
     """Best reward so far against evaluations: one line per run and strategy."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.8))
     drawn = 0
     for curve in curves:
@@ -99,13 +99,13 @@ def plot_best_reward(curves: Sequence[Curve], path: Path | str) -> Path:
     ax.set_ylabel("best reward so far (validation accuracy)")
     ax.set_title("Best reward against evaluations" + (" (runs overlaid)" if len(curves) > 1 else ""))
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_reward_distribution(samples: Sequence[SampleRow], path: Path | str, bins: int = 30,
                              untrained: Collection[str] = ()) -> Path:
     """Histogram of the rewards of evaluations, one per strategy."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     groups = {s: [r.reward for r in rows if _is_evaluation(r, untrained)] for s, rows in _by_strategy(samples).items()}
     groups = {s: rewards for s, rewards in groups.items() if rewards}
@@ -121,7 +121,7 @@ def plot_reward_distribution(samples: Sequence[SampleRow], path: Path | str, bin
     ax.set_ylabel("evaluations")
     ax.set_title("Reward distribution of evaluated rules")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def family_of_keys(families: Families) -> dict[str, str]:
@@ -136,13 +136,13 @@ def plot_family_share(samples: Sequence[SampleRow], families: Families, path: Pa
     nothing (pre-screen rejections, failures, tokens that spelt no rule) are counted in the title."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.8))
     of_key = family_of_keys(families)
     ordered = [s for s in sorted(samples, key=lambda s: s.idx) if s.rule_key in of_key]
     if not ordered:
         _empty(ax, "samples of trained rules")
-        return _save(fig, path)
+        return save_figure(fig, path)
     labels = [of_key[s.rule_key] for s in ordered]
     kept = [name for name, _ in Counter(labels).most_common(top)]
     pooled = [label if label in kept else OTHER for label in labels]
@@ -155,7 +155,7 @@ def plot_family_share(samples: Sequence[SampleRow], families: Families, path: Pa
     cmap = plt.get_cmap("tab10")
     bottom = np.zeros(len(xs))
     for i, (name, share) in enumerate(zip(series, shares)):
-        ax.fill_between(xs, bottom, bottom + share, step="post", alpha=0.9, label=_shorten(name),
+        ax.fill_between(xs, bottom, bottom + share, step="post", alpha=0.9, label=shorten(name),
                         color="0.6" if name == OTHER else cmap(i % 10))
         bottom = bottom + share
     ax.set_xlim(xs[0], xs[-1])
@@ -166,8 +166,4 @@ def plot_family_share(samples: Sequence[SampleRow], families: Families, path: Pa
     ax.set_title(f"Family share among the {len(ordered)} samples of trained rules\n"
                  f"({skipped} samples trained nothing: pre-screen rejections, failures, no rule)", fontsize=11)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9)
-    return _save(fig, path)
-
-
-def _shorten(text: str, width: int = 40) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
+    return save_figure(fig, path)

@@ -28,7 +28,7 @@ from analysis.sources import RunData, load_rules_file, load_run
 from analysis.studies import StudyTable, study_tables
 from analysis.tables import best_rules, latex_document
 from analysis.tree import draw_tree, family_tree, text_tree, tree_depth, write_dot, write_graphml
-from nos_symbolic.errors import NosError
+from nos_symbolic.errors import NosError, SettingError
 from nos_symbolic.numbers import compact
 
 REPORT_DIRNAME = "report"  # write_report's default output folder, inside the first run directory
@@ -52,7 +52,7 @@ def run_families(source: Path | None, rules_file: Path | None, out_dir: Path | N
     """Group the trained rules of a run directory (`source`) or of a rules file into families; with
     `out_dir`, also write the family files there (the study tables go into families.tex for a run)."""
     if (source is None) == (rules_file is None):
-        raise NosError("give either a run directory or a rules file (--rules FILE), not both or neither")
+        raise SettingError("give either a run directory or a rules file ({0} FILE), not both or neither", "rules")
     rows = load_rules_file(rules_file) if rules_file is not None else list(load_run(source).rules)
     families = group_rules(rows)
     graph = family_tree(families)

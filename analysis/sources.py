@@ -7,13 +7,12 @@ samples are the store's own `SampleRow`s.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from controller.store import STORE_FILENAME, RunStore, SampleRow, StoredRule, StoreError
 from nos_symbolic.errors import NosError
-from nos_symbolic.rule import parse_rule
+from nos_symbolic.rules_file import read_rules_file
 
 __all__ = ["RuleRow", "RunData", "SampleRow", "STORE_FILENAME", "load_rules_file", "load_run"]
 
@@ -55,44 +54,9 @@ class RunData:
 
 
 def load_rules_file(path: Path | str) -> list[RuleRow]:
-    """Rules from a text file: one rule per line, optionally a TAB and its reward.
-
-    Blank lines and lines starting with # are skipped. A line that does not parse raises NosError
-    naming the file and the line number.
-    """
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is no part of a rule
-    except FileNotFoundError:
-        raise NosError(f"rules file {path} not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise NosError(f"cannot read rules file {path}: {e}") from None
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        text, _, reward_text = line.partition("\t")
-        text = text.strip()
-        try:
-            rule = parse_rule(text)
-        except ValueError as e:  # NosError, or a rule the compiler cannot map
-            raise NosError(f"{path}, line {number}: {e}") from None
-        rows.append(RuleRow(key=rule.key, text=text, canonical=rule.canonical_text, latex=rule.latex(),
-                            reward=_reward(reward_text, path, number)))
-    return rows
-
-
-def _reward(text: str, path: Path, number: int) -> float | None:
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        reward = float(text)
-    except ValueError:
-        reward = math.nan
-    if not math.isfinite(reward):
-        raise NosError(f"{path}, line {number}: reward {text!r} is not a finite number")
-    return reward
+    """The rules of a rules file (nos_symbolic/rules_file.py), with their rewards where given."""
+    return [RuleRow(key=line.rule.key, text=line.text, canonical=line.rule.canonical_text, latex=line.rule.latex(),
+                    reward=line.reward) for line in read_rules_file(path)]
 
 
 def load_run(run_dir: Path | str) -> RunData:

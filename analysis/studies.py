@@ -13,12 +13,12 @@ has a dot-and-whisker plot per task (mean and 95% CI of every contender). LaTeX 
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.tables import _md_code, _shorten, latex_escape
+from analysis.numbers import p_value, percent, shorten
+from analysis.tables import latex_escape, md_code
 from controller.store import STORE_FILENAME, RunStore
 from controller.studies.summary import Summary, summarise
 
@@ -77,10 +77,10 @@ def confirm_table(task: str, summaries: Sequence[Summary], out_dir: Path, epochs
            r"Rule & Source & Test acc.\ (\%) & 95\% CI & $\Delta$ (pp) & $p_t$ & $p_W$ & Verdict & "
            r"Steps \\", r"\midrule"]
     for s in summaries:
-        cells = (_pct(s.test and s.test.mean), _ci(s), _delta(s), _p(s.paired and s.paired.p_ttest),
-                 _p(s.paired and s.paired.p_wilcoxon), s.verdict,
+        cells = (percent(s.test and s.test.mean), _ci(s), _delta(s), p_value(s.paired and s.paired.p_ttest),
+                 p_value(s.paired and s.paired.p_wilcoxon), s.verdict,
                  "--" if s.steps_to_target is None else str(s.steps_to_target))
-        md.append(f"| {_md_code(s.rule)} | {s.source} | " + " | ".join(cells) + " |")
+        md.append(f"| {md_code(s.rule)} | {s.source} | " + " | ".join(cells) + " |")
         tex.append(rf"\texttt{{{latex_escape(s.rule)}}} & {s.source} & "
                    + " & ".join(cells) + r" \\")
     tex += [r"\bottomrule", r"\end{tabular}", ""]
@@ -117,13 +117,13 @@ def transfer_table(by_task: dict[str, Sequence[Summary]], out_dir: Path) -> Stud
         row_md, row_tex = [], []
         for task in tasks:
             s = cells[rule].get(task)
-            text = "--" if s is None or s.test is None else f"{_pct(s.test.mean)} ± {_half(s)}"
+            text = "--" if s is None or s.test is None else f"{percent(s.test.mean)} ± {_half(s)}"
             arrow_md, arrow_tex = _ARROWS[s.verdict if s is not None else "same"]
             bold = s is not None and s.best
             row_md.append(f"**{text}**{arrow_md}" if bold else f"{text}{arrow_md}")
             tex_text = text.replace("±", r"$\pm$")
             row_tex.append((rf"\textbf{{{tex_text}}}" if bold else tex_text) + arrow_tex)
-        md.append(f"| {_md_code(rule)} | " + " | ".join(row_md) + " |")
+        md.append(f"| {md_code(rule)} | " + " | ".join(row_md) + " |")
         tex.append(rf"\texttt{{{latex_escape(rule)}}} & " + " & ".join(row_tex) + r" \\")
     tex += [r"\bottomrule", r"\end{tabular}", ""]
     plots = [plot_dots(by_task[t], f"{t}: test {_metric(by_task[t])} (mean, 95% CI)", out_dir / f"transfer-{t}.png")
@@ -136,7 +136,7 @@ def _bits_note(by_task: dict[str, Sequence[Summary]]) -> str:
     lm = by_task.get("charlm")
     if not lm:
         return ""
-    parts = [f"{_md_code(s.rule)} {s.test_bits:.3f}" for s in lm if s.test_bits is not None]
+    parts = [f"{md_code(s.rule)} {s.test_bits:.3f}" for s in lm if s.test_bits is not None]
     return "\ncharlm, test bits per character (lower is better): " + ", ".join(parts) + "\n"
 
 
@@ -146,9 +146,9 @@ def _bits_note(by_task: dict[str, Sequence[Summary]]) -> str:
 def plot_dots(summaries: Sequence[Summary], title: str, path: Path) -> Path:
     """One row per contender: its mean test accuracy (a dot) and 95% CI (a whisker); search rules,
     given rules and baselines in three colours, the best mean as a dashed line."""
-    from analysis.plots import _pyplot, _save
+    from analysis.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     shown = [s for s in summaries if s.test is not None]
     fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.32 * max(len(shown), 1)))
     colours = {"search": "tab:blue", "given": "tab:green", "baseline": "tab:gray"}
@@ -157,14 +157,14 @@ def plot_dots(summaries: Sequence[Summary], title: str, path: Path) -> Path:
         high = s.test.high if s.test.high is not None else s.test.mean
         ax.errorbar(100 * s.test.mean, y, xerr=[[100 * (s.test.mean - low)], [100 * (high - s.test.mean)]],
                     fmt="o", color=colours.get(s.source, "black"), capsize=3)
-    ax.set_yticks(range(len(shown)), [_shorten(s.rule, 48) for s in reversed(shown)], fontsize=8)
+    ax.set_yticks(range(len(shown)), [shorten(s.rule, 48) for s in reversed(shown)], fontsize=8)
     if shown:
         ax.axvline(100 * max(s.test.mean for s in shown), color="tab:red", linestyle="--", linewidth=0.8)
         ax.set_xlim(*_axis_range(shown))
     ax.set_xlabel(f"test {_metric(summaries)} (%)")
     ax.set_title(title, fontsize=9)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _axis_range(shown: Sequence[Summary]) -> tuple[float, float]:
@@ -187,10 +187,6 @@ def _source_rank(source: str) -> int:
     return {"search": 0, "given": 0, "baseline": 1}.get(source, 2)
 
 
-def _pct(x: float | None) -> str:
-    return "--" if x is None or not math.isfinite(x) else f"{100 * x:.2f}"
-
-
 def _half(s: Summary) -> str:
     return "--" if s.test is None or s.test.high is None else f"{100 * (s.test.high - s.test.mean):.2f}"
 
@@ -205,7 +201,3 @@ def _delta(s: Summary) -> str:
     return "--" if s.paired is None else f"{100 * s.paired.delta:+.2f}"
 
 
-def _p(p: float | None) -> str:
-    if p is None:
-        return "--"
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from analysis.families import Families, Family, Member
-from analysis.numbers import fixed, percent
+from analysis.numbers import fixed, percent, shorten
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
@@ -47,10 +47,6 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-def _percent(x: float | None) -> str:
-    return percent(x)
-
-
 def _reward(x: float | None) -> str:
     return fixed(x, missing="--")
 
@@ -68,7 +64,7 @@ def _latex_lr(lr: float | None) -> str:
 
 
 def _tt(text: str, width: int = 60) -> str:
-    return rf"\texttt{{{latex_escape(_shorten(text, width))}}}"
+    return rf"\texttt{{{latex_escape(shorten(text, width))}}}"
 
 
 def latex_families(families: Families) -> str:
@@ -99,8 +95,8 @@ def latex_best_rules(rows: Sequence[TableRow]) -> str:
             lines.append(r"\addlinespace")
         family = _tt(row.family.name, 28) if row.family is not previous else ""
         lines.append(f"{family} & {_tt(row.subfamily.name, 28)} & {_tt(row.member.dsl, 40)} & "
-                     f"${row.member.rule.latex()}$ & {_percent(row.val_acc)} & "
-                     f"{_percent(row.member.row.test_acc)} & {_latex_lr(row.member.row.lr)} \\\\")
+                     f"${row.member.rule.latex()}$ & {percent(row.val_acc)} & "
+                     f"{percent(row.member.row.test_acc)} & {_latex_lr(row.member.row.lr)} \\\\")
         previous = row.family
     lines.append(r"\end{longtable}")
     return "\n".join(lines)
@@ -144,11 +140,7 @@ def latex_document(families: Families, title: str, studies: Sequence = ()) -> st
     ])
 
 
-def _shorten(text: str, width: int = 40) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def _md_code(text: str) -> str:
+def md_code(text: str) -> str:
     return "`" + text.replace("`", "'").replace("|", "\\|") + "`"
 
 
@@ -157,8 +149,8 @@ def markdown_best_rules(rows: Sequence[TableRow]) -> str:
     lines = ["| Family | Sub-family | Rule | Val. acc. (%) | Test acc. (%) | lr |", "|---|---|---|---:|---:|---:|"]
     for row in rows:
         lr = row.member.row.lr
-        lines.append(f"| {_md_code(row.family.name)} | {_md_code(row.subfamily.name)} | {_md_code(row.member.dsl)} | "
-                     f"{_percent(row.val_acc)} | {_percent(row.member.row.test_acc)} | "
+        lines.append(f"| {md_code(row.family.name)} | {md_code(row.subfamily.name)} | {md_code(row.member.dsl)} | "
+                     f"{percent(row.val_acc)} | {percent(row.member.row.test_acc)} | "
                      f"{'-' if lr is None else f'{lr:.3g}'} |")
     return "\n".join(lines) + "\n"
 
@@ -172,8 +164,8 @@ def markdown_families(families: Families) -> str:
         for node in (family, *family.children):
             top = node is family
             anchor = node.anchor.name if node.anchor else "-"
-            lines.append(f"| {node.id} | {_md_code(node.name) if top else ''} | {'' if top else _md_code(node.name)} | "
+            lines.append(f"| {node.id} | {md_code(node.name) if top else ''} | {'' if top else md_code(node.name)} | "
                          f"{node.signature.replace('|', chr(92) + '|')} | "
                          f"{anchor} | {len(node.members)} | {_reward(node.best.row.reward)} | "
-                         f"{_md_code(node.best.dsl)} |")
+                         f"{md_code(node.best.dsl)} |")
     return "\n".join(lines) + "\n"

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from analysis.families import FAMILY_TIER, SUB_TIER, Families, Family, Member
-from analysis.numbers import fixed
+from analysis.numbers import fixed, shorten
 
 ROOT = "all"
 RULE_PREFIX = "rule:"
@@ -243,9 +243,9 @@ def _draw_labels(ax: Any, leaves: list[list[int]], families: Families, placement
         best: Member = min((members[i] for i in indices), key=lambda m: m.rank)
         family, sub = placement[best.index]
         if len(indices) == 1:
-            label = _shorten(best.dsl, LABEL_WIDTH)
+            label = shorten(best.dsl, LABEL_WIDTH)
         else:
-            label = _shorten(f"{len(indices)} rules, best {best.dsl}", LABEL_WIDTH)
+            label = shorten(f"{len(indices)} rules, best {best.dsl}", LABEL_WIDTH)
         ax.text(1, y, f"{label:<{LABEL_WIDTH}} {_reward_text(best.row.reward):>8}", va="center", fontsize=8,
                 family="monospace", color=colours[family.node])
     for column, level in ((label_chars, "subfamily"), (label_chars + sub_chars, "family")):
@@ -258,13 +258,9 @@ def _draw_labels(ax: Any, leaves: list[list[int]], families: Families, placement
             node = nodes[node_id]
             y0, y1 = 5 + 10 * span[0] - 4, 5 + 10 * span[-1] + 4
             colour = colours[placement[node.members[0].index][0].node]
-            label = f"{_shorten(node.name, FAMILY_WIDTH)} ({_reward_text(node.best.row.reward)})" \
-                if level == "family" else _shorten(node.name, SUB_WIDTH)
+            label = f"{shorten(node.name, FAMILY_WIDTH)} ({_reward_text(node.best.row.reward)})" \
+                if level == "family" else shorten(node.name, SUB_WIDTH)
             if level == "family" or len(node.members) > 1:  # a one-rule sub-family is its row
                 ax.plot([column, column], [y0, y1], color=colour, lw=2 if level == "family" else 1)
                 ax.text(column + 1, (y0 + y1) / 2, label, va="center", fontsize=8, color=colour,
                         fontweight="bold" if level == "family" else "normal")
-
-
-def _shorten(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.promotion import DEFAULT_BUDGET
-from nos_symbolic.errors import NosError
+from nos_symbolic.errors import NosError, SettingError
 from nos_symbolic.evaluate import EvalConfig
 from nos_symbolic.result import EvalResult
 
@@ -50,11 +50,11 @@ def evaluate(rules: Iterable[str], task: str = "mnist1d", *, task_options: dict[
 
     rules = list(rules)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise NosError(f"seeds (--seeds) must be an integer >= 1, got {seeds!r}")
+        raise SettingError(f"seeds ({{0}}) must be an integer >= 1, got {seeds!r}", "seeds")
     base = config or eval_config(task, task_options, **settings)
     keys = {spec: None if spec in BASELINE_NAMES else parse_rule(spec).key for spec in rules}  # fail fast
     base.check_device()
-    task_for(base)  # builds the data once, before the first training (and fails fast on a bad --data-dir)
+    task_for(base)  # builds the data once, before the first training (and fails fast on a bad data_dir)
     base.check_data()  # tries a task of the user's own on a batch of 2
     metric = base.metric_name()
     rows = []
@@ -138,7 +138,7 @@ def leaderboard(run_dir: str | Path, k: int = 10) -> list[dict[str, Any]]:
 
     path = Path(run_dir)
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise NosError(f"--top must be an integer >= 0, got {k}")
+        raise SettingError(f"{{0}} must be an integer >= 0, got {k}", "top")
     if not path.exists():
         raise NosError(f"run directory {path} not found")
     if path.is_dir() and not (path / STORE_FILENAME).is_file():

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from controller.policy import LSTMPolicy
-from nos_symbolic.errors import NosError
+from nos_symbolic.errors import NosError, SettingError
 
 
 OBJECTIVES = ("mean", "best")
@@ -82,10 +82,10 @@ class PPOConfig:
         if not 0 <= self.baseline_decay < 1:
             raise NosError(f"PPO baseline_decay must be in [0, 1), got {self.baseline_decay}")
         if self.objective not in OBJECTIVES:
-            raise NosError(f"PPO objective (--objective) must be one of {', '.join(OBJECTIVES)}, "
-                           f"got {self.objective!r}")
+            raise SettingError(f"PPO objective ({{0}}) must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}",
+                               "objective")
         if not 0 < self.risk_epsilon <= 1:
-            raise NosError(f"PPO risk_epsilon (--risk-epsilon) must be in (0, 1], got {self.risk_epsilon}")
+            raise SettingError(f"PPO risk_epsilon ({{0}}) must be in (0, 1], got {self.risk_epsilon}", "risk_epsilon")
         if self.target_kl is not None and not self.target_kl > 0:
             raise NosError(f"PPO target_kl must be positive or None, got {self.target_kl}")
 

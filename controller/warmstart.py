@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from controller.space import SearchSpace
-from nos_symbolic.errors import NosError
+from nos_symbolic.errors import NosError, SettingError
 from nos_symbolic.registry import DECAYS
 
 BASE_STARTS: dict[str, str] = {
@@ -37,14 +37,14 @@ ALL = "all"  # every named start the space expresses
 
 
 def warm_start_names(names: Sequence[str]) -> tuple[str, ...]:
-    """The names, checked (NosError naming --warm-start for an unknown one); "all" stands for all."""
+    """The names, checked (a SettingError for an unknown one); "all" stands for all."""
     names = tuple(names)
     if ALL in names:
         return tuple(NAMED_STARTS)
     unknown = [n for n in names if n not in NAMED_STARTS]
     if unknown:
-        raise NosError(f"unknown --warm-start {', '.join(map(repr, unknown))}; expected {ALL} or names from "
-                       f"{', '.join(NAMED_STARTS)}")
+        raise SettingError(f"unknown {{0}} {', '.join(map(repr, unknown))}; expected {ALL} or names from "
+                           f"{', '.join(NAMED_STARTS)}", "warm_start")
     return names
 
 

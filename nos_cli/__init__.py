@@ -8,7 +8,7 @@ import re
 import sys
 from typing import Sequence
 
-from nos_cli.config import add_config_arguments, config_from_namespace
+from nos_cli.config import add_config_arguments, config_from_namespace, flag_namer
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -87,13 +87,16 @@ def _command_word(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script `nos`."""
-    from nos_symbolic.errors import NosError
+    from nos_symbolic.errors import NosError, SettingError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     ns = build_parser(argv).parse_args(argv)
     cmd = importlib.import_module(COMMANDS[ns.command][0])
     try:
         return int(cmd.run(config_from_namespace(cmd.Config, ns)) or 0)
+    except SettingError as err:  # written with this command's options: n_groups -> --groups
+        sys.stderr.write(f"error: {' '.join(err.render(flag_namer(cmd.Config)).split())}\n")
+        return 2
     except NosError as err:
         sys.stderr.write(f"error: {' '.join(str(err).split())}\n")
         return 2

@@ -9,36 +9,19 @@ Trainings are stored in the run's store as they finish; running the command agai
 from __future__ import annotations
 
 import json
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-@dataclass(frozen=True, kw_only=True)
-class WorkerOptions:
-    """Where a study's trainings run (shared with `nos transfer`)."""
-
-    workers: int | None = field(default=None, metadata={"help": "worker processes (default: one per core; 0: in this process)"})
-    timeout: float = field(default=3600.0, metadata={"help": "seconds before one training is killed"})
-    backend: str = field(default="local", metadata={"choices": ["local", "ray"],
-                                                    "help": "local worker processes, or a Ray cluster (pip install 'nos-symbolic[ray]')"})
-    address: str | None = field(default=None, metadata={"help": "Ray address: auto or ray://host:10001 (default: a local Ray instance)"})
-    cpus_per_eval: float = field(default=1.0, metadata={"help": "Ray: CPUs per training"})
-    gpus_per_eval: float = field(default=0.0, metadata={"help": "Ray: GPUs per training (the task then runs on cuda)"})
-
-    def study_workers(self):
-        import os
-
-        from controller.studies.runner import Workers
-
-        return Workers(workers=self.workers if self.workers is not None else (os.cpu_count() or 1),
-                       timeout=self.timeout, backend=self.backend, address=self.address,
-                       cpus_per_eval=self.cpus_per_eval, gpus_per_eval=self.gpus_per_eval)
+from analysis.numbers import p_value
+from controller.workers import Workers
+from nos_cli.config import command_config, settings_from
+from nos_cli.progress import ProgressReporter
 
 
 @dataclass(frozen=True, kw_only=True)
-class Config(WorkerOptions):
+class Options:
+    """`nos confirm`'s own options; where its trainings run is Workers' (controller/workers.py)."""
+
     run: str = field(metadata={"positional": True, "help": "run directory of a search"})
     top: int = field(default=10, metadata={"help": "how many of the run's best distinct rules (K)"})
     seeds: int = field(default=5, metadata={"help": "seeds per rule (N), the same for every rule"})
@@ -49,13 +32,16 @@ class Config(WorkerOptions):
     json: bool = field(default=False, metadata={"help": "print a JSON list"})
 
 
+Config = command_config(Options, Workers)
+
+
 def run(config: Config) -> int:
     from controller.studies.confirm import confirm
 
-    reporter = Reporter("confirm")
+    reporter = ProgressReporter("confirm", "training")
     try:
         report = confirm(Path(config.run), top=config.top, seeds=config.seeds,
-                         workers=config.study_workers(), on_progress=reporter.update, epochs=config.epochs)
+                         workers=settings_from(config, Workers), on_progress=lambda p: show_study(reporter, p), epochs=config.epochs)
     finally:
         reporter.close()
     ((task, summaries),) = report.summaries.items()
@@ -100,7 +86,7 @@ def _table(task: str, seeds: list[int], summaries, beside: dict | None = None, e
         mean = "-" if s.test is None else f"{100 * s.test.mean:.2f}"
         ci = "-" if s.test is None or s.test.low is None else f"[{100 * s.test.low:.2f}, {100 * s.test.high:.2f}]"
         delta = "-" if s.paired is None else f"{100 * s.paired.delta:+.2f}"
-        p_t, p_w = (_p(s.paired.p_ttest), _p(s.paired.p_wilcoxon)) if s.paired else ("-", "-")
+        p_t, p_w = (p_value(s.paired.p_ttest, "-"), p_value(s.paired.p_wilcoxon, "-")) if s.paired else ("-", "-")
         steps = "-" if s.steps_to_target is None else str(s.steps_to_target)
         killed = f"  ({s.failed} killed, {s.errors} errors)" if s.failed or s.errors else ""
         short = beside.get(s.key)
@@ -117,35 +103,8 @@ def _table(task: str, seeds: list[int], summaries, beside: dict | None = None, e
     return "\n".join(lines)
 
 
-def _p(p: float | None) -> str:
-    return "-" if p is None else f"{p:.3f}" if p >= 0.001 else f"{p:.0e}"
-
-
-class Reporter:
-    """A progress bar on a terminal; a line every `every` seconds (and at the end) otherwise."""
-
-    def __init__(self, desc: str, every: float = 10.0) -> None:
-        self.desc, self.every, self.last = desc, every, 0.0
-        self.tty = sys.stderr.isatty()
-        self.bar = None
-
-    def update(self, p) -> None:
-        finished = p.stored + p.done
-        info = "" if p.last is None else (f"{p.last.rule[:40]} on {p.last.task} seed {p.last.seed}: "
-                                          f"{p.last.status} {p.last.test_acc if p.last.test_acc is not None else ''}")
-        if self.tty:
-            if self.bar is None:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=p.total, initial=p.stored, desc=self.desc, unit="training",
-                                file=sys.stderr, dynamic_ncols=True)
-            self.bar.n = finished
-            self.bar.set_postfix_str(info, refresh=True)
-        elif time.monotonic() - self.last >= self.every or finished >= p.total:
-            self.last = time.monotonic()
-            sys.stderr.write(f"[{p.wall_seconds:7.1f}s] trainings {finished}/{p.total} "
-                             f"({p.stored} already stored)  {info}\n")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+def show_study(reporter: ProgressReporter, p) -> None:
+    """One study progress report: trainings finished of the study's, and the last one."""
+    info = "" if p.last is None else (f"{p.last.rule[:40]} on {p.last.task} seed {p.last.seed}: "
+                                      f"{p.last.status} {p.last.test_acc if p.last.test_acc is not None else ''}")
+    reporter.show(p.stored + p.done, p.total, info, p.stored)

@@ -9,28 +9,23 @@ import json
 import sys
 from dataclasses import dataclass, field
 
-from nos_cli.task_option import TASK_HELP, parse_task_options, task_option_field
-from nos_symbolic.evaluate import DEFAULT_PROTOCOL
-from nos_symbolic.tasks.train import DEFAULT_LRS
+from nos_cli.config import command_config, settings_from
+from nos_symbolic.eval_config import EvalConfig
 
 
 @dataclass(frozen=True)
-class Config:
+class Options:
+    """`nos eval`'s own options; how each rule is scored is EvalConfig's (nos_symbolic/eval_config.py)."""
+
     rules: tuple[str, ...] = field(metadata={"positional": True, "nargs": "+",
-                                             "help": "rules or names (sgd, momentum, adam, rmsprop, powersign-cd, ...)"})
-    task: str = field(default="mnist1d", metadata={"help": TASK_HELP})
-    task_option: tuple[str, ...] = task_option_field()
-    data_dir: str | None = field(default=None, metadata={"help": "CIFAR-10 folder (cifar-10-batches-py/ or train/ and test/ image folders)"})
-    subset: int | None = field(default=None, metadata={"help": "CIFAR-10: use N training images (class-balanced)"})
-    seeds: int = field(default=1, metadata={"help": "seeds per rule; scores are mean ± std"})
-    epochs: int | None = field(default=None, metadata={"help": "epochs of the final run (default: 3 with halving, 5 "
-                                                                "with full)"})
-    protocol: str = field(default=DEFAULT_PROTOCOL, metadata={"help": "halving (the search's default) or full (the lr grid, "
-                                                               "then the final run)"})
-    lrs: tuple[float, ...] = field(default=DEFAULT_LRS, metadata={"nargs": "+", "help": "learning-rate grid"})
-    grid_epochs: float = field(default=1.0, metadata={"help": "epochs of each grid run"})
-    device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
+                                             "help": "rules or names (sgd, momentum, adam, rmsprop, adam-cosine, "
+                                                     "powersign-cd, ...)"})
+    seeds: int = field(default=1, metadata={"help": "seeds per rule (0, 1, ...); scores are mean ± std"})
     json: bool = field(default=False, metadata={"help": "print a JSON list"})
+
+
+# The seed is --seeds' and a single rule has no recent rules to hurdle against.
+Config = command_config(Options, EvalConfig, skip=frozenset({"seed", "hurdle_quantile"}))
 
 
 def run(config: Config) -> int:
@@ -38,14 +33,10 @@ def run(config: Config) -> int:
 
     from controller.api import evaluate
     from nos_symbolic.errors import NosError
-    from nos_symbolic.evaluate import EvalConfig
 
-    if config.seeds < 1 or (config.epochs is not None and config.epochs < 1):
-        raise NosError("--seeds and --epochs must be at least 1")
-    base = EvalConfig(task=config.task, task_options=tuple(parse_task_options(config.task_option).items()),
-                      data_dir=config.data_dir, subset=config.subset, epochs=config.epochs,
-                      lrs=tuple(config.lrs), grid_epochs=config.grid_epochs, device=config.device,
-                      protocol=config.protocol)
+    if config.seeds < 1:
+        raise NosError(f"--seeds must be at least 1, got {config.seeds}")
+    base = settings_from(config, EvalConfig)
     for spec in config.rules:  # fail fast, naming the rule that does not parse
         _check_rule(spec)
     with tqdm(total=len(config.rules) * config.seeds, desc="eval", unit="run", file=sys.stderr,
@@ -87,8 +78,8 @@ def _table(rows: list[dict], config, seeds: int) -> str:
                                                                     f"test {metric}" + " %" * percent))
     width = max(12, *(len(r["rule"]) for r in rows))
     cell = max(12, *(len(h) for h in head))
-    lines = [f"task {config.task}, {config.epochs} epochs, {seeds} seed(s), lr grid {list(config.lrs)}, "
-             f"score: {metric}",
+    lines = [f"task {config.task}, {config.protocol} protocol, {config.epochs} epochs, {seeds} seed(s), "
+             f"lr grid {list(config.lrs)}, device {config.device}, score: {metric}",
              f"{'rule':<{width}}  {'lr':>7}  {head[0]:>{cell}}  {head[1]:>{cell}}  {'status':<8}  {'s':>6}"]
     missing = -float("inf")
     for r in sorted(rows, key=lambda r: -(missing if r["val_acc"] is None else r["val_acc"])):

@@ -12,17 +12,22 @@ directory of its own (--run-dir; the same one again resumes)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from nos_cli.confirm_cmd import Reporter, WorkerOptions
-from nos_cli.task_option import parse_task_options, task_option_field
+from controller.workers import Workers
+from nos_cli.config import command_config, settings_from
+from nos_cli.confirm_cmd import show_study
+from nos_cli.progress import ProgressReporter
+from nos_symbolic.eval_config import EvalConfig, task_options_value
 
 TASKS = "mnist1d-mlp,mnist1d-shuffled,charlm"
 
 
 @dataclass(frozen=True, kw_only=True)
-class Config(WorkerOptions):
+class Options:
+    """`nos transfer`'s own options; where its trainings run is Workers' (controller/workers.py)."""
+
     run: str | None = field(default=None, metadata={"positional": True, "help": "run directory of a confirmed search"})
     rules: str | None = field(default=None, metadata={"help": "a rules file instead: one DSL rule per line"})
     run_dir: str | None = field(default=None, metadata={"help": "with --rules: the run directory to store the "
@@ -30,7 +35,9 @@ class Config(WorkerOptions):
     tasks: str = field(default=TASKS, metadata={"help": "comma-separated held-out tasks (mnist1d, mnist1d-mlp, "
                                                         "mnist1d-shuffled, charlm, cifar10, or module:function "
                                                         "for a task of your own)"})
-    task_option: tuple[str, ...] = task_option_field()
+    task_options: tuple[str, ...] = field(default=(), metadata={
+        "append": True, "flag": "--task-option",
+        "help": next(f for f in fields(EvalConfig) if f.name == "task_options").metadata["help"]})
     seeds: int = field(default=5, metadata={"help": "seeds per rule and task, the same for every rule"})
     top: int = field(default=3, metadata={"help": "how many of the run's confirmed rules"})
     epochs: int | None = field(default=None, metadata={"help": "epochs of each final run (default: 10x the run's, 30 for a default search)"})
@@ -41,6 +48,9 @@ class Config(WorkerOptions):
     out: str | None = field(default=None, metadata={"help": "folder for transfer.md, transfer.tex and the plots "
                                                             "(default RUN/transfer)"})
     json: bool = field(default=False, metadata={"help": "print a JSON list"})
+
+
+Config = command_config(Options, Workers)
 
 
 def run(config: Config) -> int:
@@ -58,12 +68,12 @@ def run(config: Config) -> int:
                             out_dir=Path(config.run_dir) if config.run_dir else None)
     protocol = Protocol(epochs=config.epochs, lrs=config.lrs, grid_epochs=config.grid_epochs,
                         data_dir=config.data_dir, corpus=config.corpus,
-                        task_options=tuple(sorted(parse_task_options(config.task_option).items())))
+                        task_options=task_options_value(config.task_options))
     tasks = tuple(t.strip() for t in config.tasks.split(",") if t.strip())
-    reporter = Reporter("transfer")
+    reporter = ProgressReporter("transfer", "training")
     try:
         report = transfer(source, tasks=tasks, seeds=config.seeds, top=config.top, protocol=protocol,
-                          workers=config.study_workers(), on_progress=reporter.update)
+                          workers=settings_from(config, Workers), on_progress=lambda p: show_study(reporter, p))
     finally:
         reporter.close()
     out = Path(config.out) if config.out else report.run_dir / "transfer"

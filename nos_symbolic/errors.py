@@ -43,7 +43,11 @@ class SettingError(NosError):
 
     def render(self, name: Callable[[str], str] = str) -> str:
         """The message with each setting written as `name(setting)`."""
-        return self._SLOT.sub(lambda m: name(self.settings[int(m.group(1))]), self.template)
+        def slot(m: re.Match) -> str:  # a {digit} that names no setting (in a path, say) stays as it is
+            i = int(m.group(1))
+            return name(self.settings[i]) if i < len(self.settings) else m.group(0)
+
+        return self._SLOT.sub(slot, self.template)
 
     def within(self, config: str) -> "SettingError":
         """The same error about settings of a config nested at `config` (eval -> eval.epochs)."""

@@ -110,7 +110,7 @@ class SymbolicOptimizer(torch.optim.Optimizer):
             for item in param_group.get("params") or ():
                 p = item[1] if isinstance(item, tuple) else item
                 if isinstance(p, torch.Tensor):
-                    _check_real(p)
+                    check_real(p)
             param_group["betas"] = args.betas
         super().add_param_group(param_group)
 
@@ -132,7 +132,7 @@ class SymbolicOptimizer(torch.optim.Optimizer):
                 offset += len(group["params"])
         except RuntimeError as err:
             for group in self.param_groups:
-                _check_dense(group["params"], err)
+                check_dense(group["params"], err)
             raise
         finally:
             self._seen = self._edits.count  # this step's own edits
@@ -206,8 +206,8 @@ class SymbolicOptimizer(torch.optim.Optimizer):
                 and cached[1] == pointers and all(b.unchanged() for b in cached[2])):
             return cached[2]
         for p in active:
-            _check_real(p)
-        _check_dense(active)
+            check_real(p)
+        check_dense(active)
         position = {id(p): offset + i for i, p in enumerate(group["params"])}
         by_key: dict[tuple, list[torch.Tensor]] = {}
         for p in active:
@@ -274,14 +274,14 @@ def _checked_group(group: dict[str, Any], rule: Rule, index: int | None = None) 
                     total, seed)
 
 
-def _check_real(p: torch.Tensor) -> None:
+def check_real(p: torch.Tensor) -> None:
     if p.is_complex():
         raise NosError("complex parameters are not supported: the DSL's functions (sign, clip, "
                        "comparisons in drop) are defined on real numbers; pass torch.view_as_real(p) "
                        "views as real parameters instead")
 
 
-def _check_dense(params: list[torch.Tensor], cause: Exception | None = None) -> None:
+def check_dense(params: list[torch.Tensor], cause: Exception | None = None) -> None:
     if any(p.grad is not None and p.grad.is_sparse for p in params):
         raise NosError("sparse gradients are not supported (the rule's state is dense); use a "
                        "dense embedding (sparse=False) or torch.optim.SparseAdam") from cause

@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 import torch
 
-from nos_symbolic.optim import DEFAULT_BETAS, SymbolicOptimizer, _check_dense, _check_real
+from nos_symbolic.optim import DEFAULT_BETAS, SymbolicOptimizer, check_dense, check_real
 from nos_symbolic.optim_flat import AVERAGES, stream_seed
 from nos_symbolic.rule import Rule
 
@@ -122,10 +122,10 @@ class ReferenceSymbolicOptimizer(SymbolicOptimizer):
         index = 0  # the parameter's state_dict index: the draws depend on it
         for group_index, group in enumerate(self.param_groups):
             args = self._step_args(group_index, group)
-            _check_dense(group["params"])
+            check_dense(group["params"])
             for p in group["params"]:
                 if p.grad is not None:
-                    _check_real(p)
+                    check_real(p)
                     w, self.state[p] = reference_update(
                         self.rule, p.grad, p, dict(self.state.get(p) or {}), lr=args.lr, betas=args.betas,
                         weight_decay=args.weight_decay, maximize=args.maximize,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from controller.store import RunStore
-from nos_symbolic.errors import NosError
+from nos_symbolic.errors import NosError, SettingError
 from nos_symbolic.evaluate import BASELINE_NAMES
 
 Source = Literal["search", "baseline", "given"]
@@ -58,7 +58,7 @@ def study_seeds(n: int, search_seed: int) -> list[int]:
     batch orders for every contender, and the same n for all of them (so results pair by seed).
     A larger n later extends the same list."""
     if n < 1:
-        raise NosError(f"--seeds must be at least 1, got {n}")
+        raise SettingError(f"{{0}} must be at least 1, got {n}", "seeds")
     return list(itertools.islice((s for s in itertools.count(1) if s != search_seed), n))
 
 
@@ -69,7 +69,7 @@ def best_of_run(store: RunStore, k: int, exclude: list[Contender]) -> list[Conte
     from nos_symbolic.dsl import to_dsl
 
     if k < 1:
-        raise NosError(f"--top must be at least 1, got {k}")
+        raise SettingError(f"{{0}} must be at least 1, got {k}", "top")
     seen = {c.fingerprint for c in exclude if c.fingerprint} | {c.key for c in exclude}
     picked: list[Contender] = []
     for stored in store.top(store.n_evaluations(count_rejected=True)):
@@ -82,31 +82,18 @@ def best_of_run(store: RunStore, k: int, exclude: list[Contender]) -> list[Conte
             break
     if not picked:
         raise NosError(f"{store.path.parent} holds no rule that trained to the end; run or resume the "
-                       f"search first (nos search --run-dir {store.path.parent} --resume)")
+                       f"search first")
     return picked
 
 
 def read_rules_file(path: Path) -> list[Contender]:
-    """Rules from a text file: one DSL rule per line (anything after a TAB, such as a reward, is
-    ignored; blank lines and lines starting with # are skipped), one contender per distinct key."""
+    """The rules of a rules file (nos_symbolic/rules_file.py), one contender per distinct key."""
     from nos_symbolic.dsl import to_dsl
+    from nos_symbolic.rules_file import read_rules_file as read_lines
 
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise NosError(f"rules file {path} not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise NosError(f"cannot read rules file {path}: {err}") from None
     out: dict[str, Contender] = {}
-    for number, line in enumerate(lines, start=1):
-        text = line.partition("\t")[0].strip()
-        if not text or text.startswith("#"):
-            continue
-        try:
-            rule = _parsed(text)
-        except ValueError as err:  # a NosError, or a rule the compiler cannot map
-            raise NosError(f"{path}, line {number}: {err}") from None
-        out.setdefault(rule.key, Contender(to_dsl(rule), rule.key, "given", rule.fingerprint))
+    for line in read_lines(path):
+        out.setdefault(line.rule.key, Contender(to_dsl(line.rule), line.rule.key, "given", line.rule.fingerprint))
     if not out:
         raise NosError(f"rules file {path} holds no rule; write one DSL rule per line")
     return list(out.values())

@@ -11,14 +11,14 @@ triple's seed, and records the test split and the final run's per-epoch validati
 """
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from controller.lock import run_lock
+from controller.workers import STUDY_TIMEOUT, Workers, check_environment, evaluation_executor
 from controller.store import RunStore, TrainingRow
 from controller.studies.contenders import Contender
 from controller.studies.summary import Summary, summarise
@@ -28,9 +28,6 @@ from nos_symbolic.result import EvalResult
 
 # A study's protocol per task is kept in the store's meta under this prefix + study + task.
 _PROTOCOL_META = "study-protocol"
-# Seconds before one training is killed: a study trains held-out tasks far larger than the search's
-# (charlm's lr grid and final run take minutes on a busy core).
-DEFAULT_TIMEOUT = 3600.0
 
 
 @dataclass(frozen=True)
@@ -45,18 +42,6 @@ class StudyTask:
     @property
     def name(self) -> str:
         return self.config.task
-
-
-@dataclass(frozen=True)
-class Workers:
-    """Where trainings run; the fields mean what they mean for `nos search`."""
-
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    timeout: float = DEFAULT_TIMEOUT
-    backend: str = "local"
-    address: str | None = None
-    cpus_per_eval: float = 1.0
-    gpus_per_eval: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -204,21 +189,9 @@ def training_row(study: str, job: Job, result: EvalResult) -> TrainingRow:
 
 def check_workers(workers: Workers, config: EvalConfig) -> None:
     """Refuse, before anything is stored, workers this machine cannot start (as `nos search`)."""
-    from controller.search import check_environment
-
-    check_environment(_search_config(workers, config))
-
-
-def _search_config(workers: Workers, config: EvalConfig):
-    from controller.search import SearchConfig
-
-    return SearchConfig(workers=workers.workers, timeout=workers.timeout, backend=workers.backend,
-                        address=workers.address, cpus_per_eval=workers.cpus_per_eval,
-                        gpus_per_eval=workers.gpus_per_eval, eval=config)
+    check_environment(workers, config)
 
 
 def _executor(workers: Workers, config: EvalConfig):
     """The search's executor (worker processes, or a Ray cluster), warmed with the first task."""
-    from controller.search import make_search_executor
-
-    return make_search_executor(_search_config(workers, config))
+    return evaluation_executor(workers.with_timeout(STUDY_TIMEOUT), config)

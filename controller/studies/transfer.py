@@ -24,7 +24,7 @@ from controller.studies.confirm import run_eval_config
 from controller.studies.contenders import Contender, baselines, read_rules_file, study_seeds
 from controller.studies.runner import StudyProgress, StudyReport, Workers, check_workers, run_study, study_task
 from controller.studies.summary import summarise
-from nos_symbolic.errors import NosError
+from nos_symbolic.errors import SettingError
 from nos_symbolic.evaluate import EvalConfig
 
 STUDY = "transfer"
@@ -51,22 +51,22 @@ class Protocol:
     grid_epochs: float | None = None
     data_dir: str | None = None
     corpus: str | None = None
-    task_options: tuple[tuple[str, Any], ...] = ()  # a module:function task's (--task-option)
+    task_options: tuple[tuple[str, Any], ...] = ()  # a module:function task's options
 
 
 def confirmed_rules(run_dir: Path, top: int) -> list[Contender]:
     """The `top` best search rules of the run's confirmation by mean test accuracy, those whose
     verdict is `better` first; only rules trained with the most seeds count (a confirmation
-    interrupted, or rerun with a smaller --top, leaves rules with fewer seeds, whose means are not
+    interrupted, or rerun with a smaller top, leaves rules with fewer seeds, whose means are not
     comparable)."""
     if top < 1:
-        raise NosError(f"--top must be at least 1, got {top}")
+        raise SettingError(f"{{0}} must be at least 1, got {top}", "top")
     with RunStore.open_readonly(run_dir) as store:
         rows = store.trainings(longest_confirmation(store))
     search = [r for r in rows if r.source == "search"]
     if not search:
-        raise NosError(f"{run_dir} holds no confirmation; run `nos confirm {run_dir}` first, or pass "
-                       f"--rules FILE")
+        raise SettingError(f"{run_dir} holds no confirmation; run `nos confirm {run_dir}` first, or pass {{0}} FILE",
+                           "rules")
     summaries = [s for s in summarise(rows, search[0].task) if s.source == "search"]
     most = max(len(s.seeds) for s in summaries)
     summaries = [s for s in summaries if len(s.seeds) == most]
@@ -84,9 +84,9 @@ def longest_confirmation(store: RunStore) -> str:
 def task_configs(tasks: tuple[str, ...], protocol: Protocol, base: EvalConfig) -> list[EvalConfig]:
     """One EvalConfig per held-out task: base's protocol with the given settings applied."""
     if not tasks:
-        raise NosError("--tasks needs at least one task")
+        raise SettingError("{0} needs at least one task", "tasks")
     if len(set(tasks)) != len(tasks):
-        raise NosError(f"--tasks names a task twice: {','.join(tasks)}")
+        raise SettingError(f"{{0}} names a task twice: {','.join(tasks)}", "tasks")
     out = []
     for name in tasks:
         data_dir = protocol.corpus if name == "charlm" else protocol.data_dir if name == "cifar10" else None
@@ -115,7 +115,7 @@ def transfer(source: TransferSource, tasks: tuple[str, ...] = DEFAULT_TASKS, see
              on_progress: Callable[[StudyProgress], None] = lambda p: None) -> StudyReport:
     """Train the rules and the baselines on each task with `seeds` seeds; summaries per task."""
     if (source.run_dir is None) == (source.rules_file is None):
-        raise NosError("give either a run directory or --rules FILE, not both or neither")
+        raise SettingError("give either a run directory or {0} FILE, not both or neither", "rules")
     if source.run_dir is not None:
         base = run_eval_config(source.run_dir, workers)
         rules = confirmed_rules(source.run_dir, top)

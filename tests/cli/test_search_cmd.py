@@ -1,7 +1,6 @@
 """`nos search` refuses every bad setting before it writes anything; rules that start with '-'."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

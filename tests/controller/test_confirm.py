@@ -136,8 +136,8 @@ def test_a_second_call_resumes_and_more_seeds_extend(confirmed):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"top": 0}, "--top must be at least 1"),
-    ({"seeds": 0}, "--seeds must be at least 1"),
+    ({"top": 0}, "top must be at least 1"),
+    ({"seeds": 0}, "seeds must be at least 1"),
 ])
 def test_bad_numbers_store_nothing(tmp_path, kwargs, message):
     run = make_run(tmp_path / "r", RULES)

@@ -46,24 +46,14 @@ def test_the_worker_applies_the_hurdle_from_recent_curves():
     assert hard.steps < easy.steps
 
 
-def test_a_config_written_before_protocols_scores_with_full():
-    old = EvalConfig(protocol="full").to_dict()
-    del old["protocol"], old["hurdle_quantile"], old["halving"]
-    config = EvalConfig.from_dict(old)
-    assert (config.protocol, config.epochs, config.hurdle_quantile, config.halving) == ("full", 5, None, None)
-
-
-def test_the_default_is_halving_with_its_knobs_recorded_and_an_older_halving_run_keeps_its_own():
-    from nos_symbolic.tasks.protocol import DEFAULT_HALVING, LEGACY_HALVING
+def test_the_default_is_halving_with_its_knobs_recorded():
+    from nos_symbolic.tasks.protocol import DEFAULT_HALVING
 
     config = EvalConfig()
     assert (config.protocol, config.epochs, config.hurdle_quantile) == ("halving", 3, 0.25)
     assert config.halving_knobs() == DEFAULT_HALVING
     assert EvalConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     assert (EvalConfig(protocol="full").epochs, EvalConfig(protocol="full").hurdle_quantile) == (5, None)
-    older = config.to_dict()
-    del older["halving"]  # written by a version that did not record the knobs
-    assert EvalConfig.from_dict(older).halving_knobs() == LEGACY_HALVING
     mine = EvalConfig(halving=(("tail", 2),))
     assert mine.halving_knobs().tail == 2 and EvalConfig(hurdle_quantile=None).hurdle_quantile is None
 
@@ -73,13 +63,13 @@ def test_a_hurdle_needs_the_halving_protocol():
 
     from nos_symbolic.errors import NosError
 
-    with pytest.raises(NosError, match="--hurdle-quantile applies to --protocol halving"):
+    with pytest.raises(NosError, match="hurdle_quantile applies to protocol halving"):
         EvalConfig(protocol="full", hurdle_quantile=0.5)
-    with pytest.raises(NosError, match="halving knobs apply to --protocol halving only"):
+    with pytest.raises(NosError, match="halving knobs apply to protocol halving only"):
         EvalConfig(protocol="full", halving=(("tail", 2),))
     with pytest.raises(NosError, match="knobs are not valid"):
         EvalConfig(halving=(("tails", 2),))
-    with pytest.raises(NosError, match="--hurdle-quantile must be a number from 0 to 1"):
+    with pytest.raises(NosError, match="hurdle_quantile must be a number from 0 to 1"):
         EvalConfig(protocol="halving", hurdle_quantile=1.5)
     with pytest.raises(NosError, match="unknown protocol 'fast'"):
         EvalConfig(protocol="fast")

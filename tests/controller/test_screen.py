@@ -68,7 +68,7 @@ def test_risk_seeking_trains_on_the_top_quantile_only():
         PPO(policy, PPOConfig(batch_size=8, objective="best", risk_epsilon=0.25)).update(tokens, old.detach(), low)
         after.append(torch.cat([p.detach().flatten() for p in policy.parameters()]))
     assert torch.equal(after[0], after[1])
-    with pytest.raises(NosError, match="--risk-epsilon"):
+    with pytest.raises(NosError, match="risk_epsilon"):
         PPOConfig(objective="best", risk_epsilon=0.0)
 
 
@@ -101,7 +101,7 @@ def test_warm_starts_come_first_with_their_log_probs():
     assert [p.text for p in first[:2]] == expected and np.isfinite(first[0].logprob)
     evolution = EvolutionStrategy(SPACE, seed=0, warm_start=names)
     assert [p.text for p in evolution.propose(2)] == expected
-    with pytest.raises(NosError, match="--warm-start"):
+    with pytest.raises(NosError, match="warm_start"):
         warm_start_tokens(SPACE, ["adamw"])
 
 

@@ -114,7 +114,7 @@ def test_confirmed_rules_come_first_then_the_best_by_test_accuracy(tmp_path):
                                                   acc, acc, {"chance": 0.1, "val_curve": []}, 0.1))
     assert [c.rule for c in confirmed_rules(run, top=2)] == ["sign(m)", "g"]
     assert [c.key for c in confirmed_rules(run, top=5)] == ["k2", "k3", "k1"]
-    with pytest.raises(NosError, match="--top must be at least 1"):
+    with pytest.raises(NosError, match="top must be at least 1"):
         confirmed_rules(run, top=0)
 
 
