@@ -2,7 +2,7 @@
 
 A rule of `n_groups` groups is a sequence of 5 * n_groups tokens. Group i is (op1, op2, u1, u2, b) and
 computes b(u1(op1), u2(op2)); its result joins the operand bank, so groups after it may pick it as an
-operand; the last group's result is the update (Bello et al. 2017, section 2 of reference/NOS.md).
+operand; the last group's result is the update (Bello et al. 2017, section 2).
 
 Each token is an index into the vocabulary of its position's kind:
 

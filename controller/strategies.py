@@ -63,7 +63,7 @@ class Strategy(ABC):
     `observe(scored)` is called once per round with every `(proposal, reward)` of the round, in proposal
     order, cache hits included. The reward is the validation accuracy in [0, 1], 0.0 for a rule that was
     rejected, diverged or failed. It returns one dict of float statistics per learning step it took
-    (appended to the run's updates.jsonl), or [].
+    (recorded in the store's updates table), or [].
 
     `state_dict()` returns a picklable snapshot (it goes into the run's checkpoint with torch.save) and
     `load_state_dict(state)` restores it into a strategy built with the same arguments. The search
