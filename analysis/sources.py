@@ -1,7 +1,7 @@
 """Where analysis reads its rules and samples: a run directory's store or a plain rules file.
 
 A run is read through the store's read-only API (`RunStore.open_readonly`), which never writes to it,
-so a report can be made while the search is still writing, and from a run of an older schema. Rules
+so a report can be made while the search is still writing. Rules
 become `RuleRow`s, the one row type for both sources (a rules file knows only text and reward);
 samples are the store's own `SampleRow`s.
 """

@@ -173,7 +173,7 @@ class VariantRow:
 
 
 @dataclass(frozen=True)
-class Progress:
+class RecordedRounds:
     """meta's `progress`: the rounds the store has recorded as ended and the samples they drew."""
 
     rounds: int = 0

@@ -39,14 +39,14 @@ from types import TracebackType
 from typing import Any
 
 from controller.rows import (LENGTHS, META, RULES, SAMPLES, TRAININGS, UPDATES, VARIANTS, LengthRow, MetaRow,
-                             Progress, RuleRecord, SampleRecord, SampleRow, StoredRule, TrainingRow, UpdateRow,
+                             RecordedRounds, RuleRecord, SampleRecord, SampleRow, StoredRule, TrainingRow, UpdateRow,
                              VariantRow)
 from controller.schema import MIGRATIONS, SCHEMA_VERSION
 from controller.store_db import (STORE_FILENAME, Connection, StoreError, connect_reader, connect_writer, reads,
                                  store_path, writing)
 from nos_symbolic.result import EvalResult
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "STORE_FILENAME", "Progress", "RuleRecord", "RunStore", "SampleRecord",
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "STORE_FILENAME", "RecordedRounds", "RuleRecord", "RunStore", "SampleRecord",
            "SampleRow", "StoreError", "StoredRule", "TrainingRow"]
 
 _FETCH_CHUNK = 500
@@ -138,9 +138,9 @@ class RunStore:
 
     @property
     @reads
-    def progress(self) -> Progress:
+    def progress(self) -> RecordedRounds:
         """Rounds the store has recorded as ended, and the samples they drew (0, 0 for a fresh run)."""
-        return Progress(**self.get_meta("progress", {}))
+        return RecordedRounds(**self.get_meta("progress", {}))
 
     # -- writing -------------------------------------------------------------------------------------
 
@@ -194,7 +194,7 @@ class RunStore:
             if ended_round is not None:
                 self._db.executemany(_INSERT_UPDATE, [UPDATES.to_params(UpdateRow(ended_round, i, dict(u)))
                                                       for i, u in enumerate(updates)])
-                progress = dataclasses.asdict(Progress(ended_round + 1, end))
+                progress = dataclasses.asdict(RecordedRounds(ended_round + 1, end))
                 self._db.execute(_SET_META, META.to_params(MetaRow("progress", progress)))
         return end
 

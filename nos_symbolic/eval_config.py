@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from nos_symbolic.errors import SettingError, check_known_keys
+from nos_symbolic.prescreen import DESCENT_THRESHOLD
 from nos_symbolic.settings import check_fraction, check_int, check_number, setting
 from nos_symbolic.tasks.train import DEFAULT_GRID_EPOCHS, DEFAULT_LRS
 
@@ -79,7 +80,7 @@ class EvalConfig:
     seed: int = setting(0, help="seed of every evaluation: model initialisation, data order and the "
                                 "optimizer's random draws")
     device: str = setting("cpu", help="cpu, cuda or cuda:N")
-    descent_threshold: float = setting(0.15, option=False, help="the pre-screen's minimum mean cos(update, g)")
+    descent_threshold: float = setting(DESCENT_THRESHOLD, option=False, help="the pre-screen's minimum mean cos(update, g)")
     protocol: str = setting(DEFAULT_PROTOCOL, help="how a rule is scored: halving (successive halving of the "
                             "lr grid on the final run itself, and a hurdle; tasks/protocol.py) or full (the "
                             "paper's lr grid, then the final run)")

@@ -44,7 +44,7 @@ def confirm_epochs(search_epochs: int, epochs: int | None) -> int:
 
 def run_eval_config(run_dir: Path, workers: Workers):
     """The evaluation protocol of a search run, on the device the study's workers have."""
-    from controller.search import CONFIG_FILE, SearchConfig, read_run_config
+    from controller.run_config import CONFIG_FILE, SearchConfig, read_run_config
 
     if not (run_dir / STORE_FILENAME).is_file():
         what = "not found" if not run_dir.exists() else f"is not a run directory (no {STORE_FILENAME})"

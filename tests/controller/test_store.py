@@ -15,7 +15,7 @@ import pytest
 
 import controller.schema as schema_module
 import controller.store as store_module
-from controller.store import Progress, RunStore, RuleRecord, SampleRecord, StoreError
+from controller.store import RecordedRounds, RunStore, RuleRecord, SampleRecord, StoreError
 from nos_symbolic.result import EvalResult
 
 REPO = Path(__file__).resolve().parents[2]
@@ -100,14 +100,14 @@ def test_samples_counts_and_cache_hits(store: RunStore):
 
 def test_a_round_is_one_transaction_of_samples_updates_and_progress(store: RunStore):
     store.record_evaluation(rule(1), EvalResult(status="ok", reward=0.5), [])
-    assert store.progress == Progress(0, 0)
+    assert store.progress == RecordedRounds(0, 0)
     end = store.record_round([sample(0, "key1", 0.5), sample(1, "key1", 0.5, hit=True)],
                              [{"pg_loss": 0.5}, {"pg_loss": 0.25}], ended_round=0)
-    assert end == 2 and store.progress == Progress(rounds=1, samples=2)
+    assert end == 2 and store.progress == RecordedRounds(rounds=1, samples=2)
     assert list(store.updates()) == [(0, 0, {"pg_loss": 0.5}), (0, 1, {"pg_loss": 0.25})]
     with pytest.raises(StoreError, match="FOREIGN KEY"):  # a bad sample: nothing of the round is kept
         store.record_round([sample(2, "key1"), sample(3, "no-such-rule")], [{"pg_loss": 9.0}], ended_round=1)
-    assert store.progress == Progress(1, 2) and store.n_samples() == 2 and len(list(store.updates())) == 2
+    assert store.progress == RecordedRounds(1, 2) and store.n_samples() == 2 and len(list(store.updates())) == 2
 
 
 def test_a_replayed_round_finds_its_samples_and_adds_none(store: RunStore):
@@ -127,7 +127,7 @@ def test_a_round_that_draws_differently_goes_after_the_stored_samples(store: Run
     assert store.record_round(other, ended_round=0) == 4
     rows = list(store.samples())
     assert [r.idx for r in rows] == [0, 1, 2, 3] and [r.tokens for r in rows] == [(1, 0, 3), (1, 1, 3), (9, 9), (9, 9)]
-    assert store.progress == Progress(1, 4)
+    assert store.progress == RecordedRounds(1, 4)
     with pytest.raises(ValueError, match="gap"):
         store.record_samples([sample(7, "key1")])
 
