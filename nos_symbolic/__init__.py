@@ -13,7 +13,8 @@ from typing import Any
 # (what `nos parse` needs) does not pay for torch.
 _EXPORTS: dict[str, str] = {
     "NosError": "errors", "RuleError": "errors", "AddSign": "named", "PowerSign": "named",
-    "SymbolicOptimizer": "optim", "NAMED_RULES": "registry", "PRIMITIVES": "registry", "REGISTRY": "registry",
+    "SymbolicOptimizer": "optim", "ReferenceSymbolicOptimizer": "optim_reference",
+    "reference_update": "optim_reference", "SettingError": "errors", "EvalConfig": "eval_config", "NAMED_RULES": "registry", "PRIMITIVES": "registry", "REGISTRY": "registry",
     "Primitive": "registry", "Rule": "rule", "parse_rule": "rule", "cosine_decay": "schedules",
     "linear_cosine_decay": "schedules", "linear_decay": "schedules", "noisy_linear_cosine_decay": "schedules",
     "restart_decay": "schedules", "Task": "tasks.task",

@@ -1,15 +1,8 @@
 """`SymbolicOptimizer`: any rule of the DSL as a real torch.optim.Optimizer.
 
-Per parameter with a gradient, at step count t (1-based) and global step s = t - 1:
-
-    m_t = b1 m_{t-1} + (1 - b1) g,  hat m_t = m_t / (1 - b1^t)    (likewise v of g^2, y of g^3)
-    w_t = w_{t-1} (1 - lr wd) - lr * rule(g, hat m_t, hat v_t, hat y_t, w_{t-1}, s, T)
-
-with g the gradient (its negative with ``maximize``), wd the group's ``weight_decay`` (decoupled,
-as AdamW's) and T the group's ``total_steps``. The schedules ld, cd, rd and anneal read the global
-step s, TensorFlow's ``global_step`` (the steps already taken); bias correction counts t.
-optim_reference.py is this step for one parameter in one short function (`reference_update`), and
-`ReferenceSymbolicOptimizer` runs it; the step here takes the same steps on flat buffers, faster.
+The update is written once, in optim_reference.py (`reference_update`: one parameter, one short
+function; `ReferenceSymbolicOptimizer` runs it); the step here takes the same steps on flat buffers,
+faster, and is tested equal to it.
 
 `optimizer.state` is the state: ``state[p]`` holds ``step`` and the averages the rule reads (and,
 once a scheduler changed the betas, the ``betas`` they were last updated with), as views of the flat
