@@ -16,7 +16,6 @@ user can fix raises NosError (a ValueError) before anything is written.
 """
 from __future__ import annotations
 
-import os
 import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -24,7 +23,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from controller.promotion import DEFAULT_BUDGET
 from nos_symbolic.errors import NosError, SettingError
 from nos_symbolic.evaluate import EvalConfig
 from nos_symbolic.result import EvalResult
@@ -82,21 +80,19 @@ def summary_row(spec: str, key: str | None, results: list[EvalResult]) -> dict[s
     }
 
 
-def search_config(task: str = "mnist1d", *, task_options: dict[str, Any] | None = None, strategy: str = "ppo",
-                  budget: int = DEFAULT_BUDGET, workers: int | None = None, seed: int = 0, eval: EvalConfig | None = None,
-                  **settings: Any):
-    """A SearchConfig: settings are SearchConfig's fields (round_size, timeout, backend, ...) and, for
-    the evaluation, EvalConfig's (epochs, lrs, protocol, ...); eval, when given, replaces task,
-    task_options and the evaluation's settings."""
+def search_config(task: str = "mnist1d", *, task_options: dict[str, Any] | None = None,
+                  eval: EvalConfig | None = None, **settings: Any):
+    """A SearchConfig: settings are SearchConfig's fields (strategy, budget, workers, seed, round_size,
+    timeout, ...; unset: SearchConfig's defaults) and, for the evaluation, EvalConfig's (epochs, lrs,
+    protocol, ...); eval, when given, replaces task, task_options and the evaluation's settings."""
     import dataclasses
 
-    from controller.search import SearchConfig
+    from controller.run_config import SearchConfig
 
     search_fields = {f.name for f in dataclasses.fields(SearchConfig)}
-    mine = {k: v for k, v in settings.items() if k in search_fields}
-    evaluation = eval or eval_config(task, task_options, **{k: v for k, v in settings.items() if k not in mine})
-    return SearchConfig(strategy=strategy, budget=budget, seed=seed, eval=evaluation,
-                        workers=(os.cpu_count() or 1) if workers is None else workers, **mine)
+    mine = {k: v for k, v in settings.items() if k in search_fields and v is not None}
+    evaluation = eval or eval_config(task, task_options, **{k: v for k, v in settings.items() if k not in search_fields})
+    return SearchConfig(eval=evaluation, **mine)
 
 
 def search(task: str = "mnist1d", *, run_dir: str | Path | None = None, on_progress: Callable | None = None,

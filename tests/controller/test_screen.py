@@ -107,7 +107,8 @@ def test_warm_starts_come_first_with_their_log_probs():
 
 def test_objective_is_recorded_in_config_json_and_resumed(tmp_path):
     given = {"objective", "risk_epsilon", "warm_start"}
-    config = search_config(Config(objective="best", risk_epsilon=0.5, warm_start=("adam", "sgd"), workers=0))
+    config = search_config(Config(strategy="ppo", objective="best", risk_epsilon=0.5, warm_start=("adam", "sgd"),
+                                  workers=0))
     assert (config.objective, config.risk_epsilon, config.warm_start) == ("best", 0.5, "adam,sgd")
     (tmp_path / CONFIG_FILE).write_text(json.dumps(config.to_dict()))
     recorded = json.loads((tmp_path / CONFIG_FILE).read_text())
