@@ -14,15 +14,14 @@ from typing import Any
 from controller.promotion import DEFAULT_BUDGET, DEFAULT_DECAYS, DEFAULT_LENGTHS, DEFAULT_PROMOTE
 from controller.store import STORE_FILENAME, RunStore
 from controller.workers import SEARCH_TIMEOUT, Workers
-from controller.workers import check_environment as check_workers
 from nos_symbolic.errors import NosError, SettingError, check_known_keys
 from nos_symbolic.eval_config import EvalConfig
 from nos_symbolic.settings import check_fraction, check_int, setting
 
 CONFIG_FILE = "config.json"
-# Settings that may change on --resume: they decide how fast the run goes, not what it finds.
-RESUMABLE_CHANGES = frozenset({"budget", "workers", "timeout", "backend", "address", "cpus_per_eval",
-                               "gpus_per_eval"})
+# Settings that may change on --resume: how long the run goes and where its evaluations run (every
+# Workers setting), not what it finds.
+RESUMABLE_CHANGES = frozenset({"budget"} | {f.name for f in fields(Workers)})
 MAX_SEED = 2**63 - 1  # torch.manual_seed's range
 
 
@@ -129,11 +128,6 @@ class SearchConfig(Workers):
         return cls(**d)
 
 
-
-
-def check_environment(config: SearchConfig) -> None:
-    """Refuse, before anything is written, a search this machine cannot run (controller/workers.py)."""
-    check_workers(config, config.eval)
 
 
 def config_difference(stored: dict[str, Any], given: dict[str, Any], prefix: str = "",

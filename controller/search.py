@@ -36,12 +36,13 @@ import torch
 from controller.checkpoint import CHECKPOINT_FILE, Checkpoint, load_checkpoint, save_checkpoint
 from controller.lock import run_lock
 from controller.promotion import Entrant, promoted, variant_text
-from controller.run_config import (CONFIG_FILE, RESUMABLE_CHANGES, SearchConfig, check_environment,
-                                   config_difference, read_run_config, resume_config)
+from controller.run_config import (CONFIG_FILE, RESUMABLE_CHANGES, SearchConfig, config_difference,
+                                   read_run_config, resume_config)
 from controller.rundir import create_run_dir, default_run_dir, discard_run_dir
 from controller.search_build import make_search_executor, make_strategy
 from controller.search_dir import StartPoint, refuse_occupied, resume_point, write_config
 from controller.store import RuleRecord, RunStore, SampleRecord, StoredRule
+from controller.workers import check_environment
 from nos_symbolic.errors import NosError, SettingError
 from nos_symbolic.result import EvalResult
 
@@ -145,7 +146,7 @@ class Search:
             raise
 
     def _prepare(self) -> None:
-        check_environment(self.config)
+        check_environment(self.config, self.config.eval)
         self.strategy = make_strategy(self.config)  # a plug-in that does not import fails here
         if self.resume:
             if not self.run_dir.is_dir():

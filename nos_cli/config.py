@@ -117,10 +117,10 @@ def command_config(own: type, settings: type, *, skip: frozenset[str] = frozense
                                       namespace={"__module__": own.__module__, "__doc__": own.__doc__})
 
 
-def settings_from(config: Any, settings: type[T], base: T | None = None, prefix: str = "") -> T:
+def settings_from(config: Any, settings: type[T], prefix: str = "") -> T:
     """The library config `settings` with the values given on the command line set (a generated
-    field that is not None); the others are `base`'s (None: the config's own defaults). A nested config's error names its
-    settings with their dotted names (eval.epochs)."""
+    field that is not None), the others at the config's own defaults. A nested config's error names
+    its settings with their dotted names (eval.epochs)."""
     from nos_symbolic.errors import SettingError
 
     given = {f.metadata["setting"]: (f, getattr(config, f.name)) for f in dataclasses.fields(config)
@@ -131,14 +131,14 @@ def settings_from(config: Any, settings: type[T], base: T | None = None, prefix:
         path = prefix + f.name
         if dataclasses.is_dataclass(hints[f.name]) and any(p.startswith(path + ".") for p in given):
             try:
-                values[f.name] = settings_from(config, hints[f.name], None, path + ".")
+                values[f.name] = settings_from(config, hints[f.name], path + ".")
             except SettingError as err:
                 raise err.within(f.name) from None
         elif path in given:
             field, value = given[path]
             convert = field.metadata.get("from_text")
             values[f.name] = convert(value) if convert is not None else value
-    return dataclasses.replace(base, **values) if base is not None else settings(**values)
+    return settings(**values)
 
 
 def explicit_settings(config: Any) -> set[str]:

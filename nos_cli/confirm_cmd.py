@@ -41,7 +41,8 @@ def run(config: Config) -> int:
     reporter = ProgressReporter("confirm", "training")
     try:
         report = confirm(Path(config.run), top=config.top, seeds=config.seeds,
-                         workers=settings_from(config, Workers), on_progress=lambda p: show_study(reporter, p), epochs=config.epochs)
+                         workers=settings_from(config, Workers), on_progress=lambda p: show_study(reporter, p),
+                         epochs=config.epochs)
     finally:
         reporter.close()
     ((task, summaries),) = report.summaries.items()

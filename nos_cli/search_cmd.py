@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.run_config import SearchConfig
+from controller.run_config import RESUMABLE_CHANGES, SearchConfig
 from nos_cli.config import command_config, explicit_settings, settings_from
 from nos_cli.progress import ProgressReporter
 
@@ -22,9 +22,10 @@ class Options:
     run_dir: str | None = field(default=None, metadata={"help": "run directory: new or empty (default "
                                                                 "runs/STRATEGY-DATE-TIME)"})
     resume: bool = field(default=False, metadata={"help": "continue the run in --run-dir with its recorded "
-                                                          "settings (--budget, --workers, --timeout, --backend, "
-                                                          "--address, --cpus-per-eval and --gpus-per-eval may "
-                                                          "change)"})
+                                                          "settings (" + ", ".join(
+                                                              "--" + name.replace("_", "-")
+                                                              for name in sorted(RESUMABLE_CHANGES))
+                                                          + " may change)"})
     top: int = field(default=10, metadata={"help": "best rules to print at the end"})
 
 

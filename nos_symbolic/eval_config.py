@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -108,15 +107,13 @@ class EvalConfig:
         self._fill_protocol_defaults()
         self._check_task()
         check_int("epochs", self.epochs, 1)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise SettingError(f"the evaluation seed ({{0}}) must be an integer >= 0, got {self.seed!r}", "seed")
+        check_int("seed", self.seed, 0, subject="the evaluation seed ({0})")
         if self.subset is not None:
             check_int("subset", self.subset, 1)
         if not isinstance(self.lrs, tuple) or not self.lrs:
             raise SettingError(f"{{0}} needs at least one learning rate, got {self.lrs!r}", "lrs")
         for lr in self.lrs:
-            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-                raise SettingError(f"{{0}}: every learning rate must be a finite number > 0, got {lr!r}", "lrs")
+            check_number("lrs", lr, strict=True, subject="{0}: every learning rate")
         check_number("grid_epochs", self.grid_epochs, strict=True)
         if self.hurdle_quantile is not None:
             check_fraction("hurdle_quantile", self.hurdle_quantile)

@@ -36,18 +36,21 @@ def setting(default: Any = dataclasses.MISSING, *, help: str = "",
     return dataclasses.field(default=default, default_factory=default_factory, metadata=meta)
 
 
-def check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    """Refuse a `value` of the setting `name` that is not an integer in [low, high]."""
+def check_int(name: str, value: Any, low: int, high: int | None = None, *, subject: str = "{0}") -> None:
+    """Refuse a `value` of the setting `name` that is not an integer in [low, high]; the message
+    calls it `subject` ({0}: the setting)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
         bound = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
-        raise SettingError(f"{{0}} must be {bound}, got {value!r}", name)
+        raise SettingError(f"{subject} must be {bound}, got {value!r}", name)
 
 
-def check_number(name: str, value: Any, low: float = 0.0, *, strict: bool = False) -> None:
-    """Refuse a `value` of the setting `name` that is not a finite number >= low (> low if strict)."""
+def check_number(name: str, value: Any, low: float = 0.0, *, strict: bool = False, subject: str = "{0}") -> None:
+    """Refuse a `value` of the setting `name` that is not a finite number >= low (> low if strict);
+    the message calls it `subject` ({0}: the setting)."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or (value <= low if strict else value < low):
-        raise SettingError(f"{{0}} must be a finite number {'>' if strict else '>='} {low:g}, got {value!r}", name)
+        raise SettingError(f"{subject} must be a finite number {'>' if strict else '>='} {low:g}, got {value!r}",
+                           name)
 
 
 def check_fraction(name: str, value: Any, *, closed: bool = True) -> None:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from controller.store import STORE_FILENAME, RunStore
 from controller.studies.contenders import baselines, best_of_run, study_seeds
-from controller.studies.runner import StudyProgress, StudyReport, Workers, check_workers, run_study, study_task
+from controller.studies.runner import StudyProgress, StudyReport, Workers, run_study, study_task
+from controller.workers import check_environment
 from nos_symbolic.errors import NosError
 
 STUDY = "confirm"
@@ -59,7 +60,7 @@ def run_eval_config(run_dir: Path, workers: Workers):
         config = SearchConfig.from_dict(recorded)
     except (TypeError, ValueError, AttributeError, KeyError) as err:  # NosError is a ValueError
         raise NosError(f"the config recorded in {run_dir} is not valid: {err}") from None
-    return replace(config.eval, device="cuda" if workers.gpus_per_eval > 0 else "cpu")
+    return replace(config.eval, device=workers.device)
 
 
 def confirm(run_dir: Path, top: int = 10, seeds: int = 5, workers: Workers = Workers(),
@@ -74,7 +75,7 @@ def confirm(run_dir: Path, top: int = 10, seeds: int = 5, workers: Workers = Wor
     chosen = study_seeds(seeds, config.seed)
     with RunStore.open_readonly(run_dir) as store:
         contenders = best_of_run(store, top, baselines()) + baselines()
-    check_workers(workers, config)
+    check_environment(workers, config)
     short = run_study(run_dir, STUDY, contenders, [study_task(config)], chosen, workers, on_progress)
     if length == config.epochs:
         return replace(short, epochs=length, beside=short.summaries, beside_epochs=length)

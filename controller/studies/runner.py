@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from controller.lock import run_lock
-from controller.workers import STUDY_TIMEOUT, Workers, check_environment, evaluation_executor
+from controller.workers import STUDY_TIMEOUT, Workers, evaluation_executor
 from controller.store import RunStore, TrainingRow
 from controller.studies.contenders import Contender
 from controller.studies.summary import Summary, summarise
@@ -185,11 +185,6 @@ def training_row(study: str, job: Job, result: EvalResult) -> TrainingRow:
                        source=job.contender.source, task=job.task.name, seed=job.seed,
                        status=result.status, lr=result.lr, val_acc=result.val_acc,
                        test_acc=result.test_acc, metrics=metrics, seconds=result.seconds)
-
-
-def check_workers(workers: Workers, config: EvalConfig) -> None:
-    """Refuse, before anything is stored, workers this machine cannot start (as `nos search`)."""
-    check_environment(workers, config)
 
 
 def _executor(workers: Workers, config: EvalConfig):

@@ -22,8 +22,9 @@ from controller.studies.confirm import LENGTH_FACTOR
 from controller.studies.confirm import STUDY as CONFIRM_STUDY
 from controller.studies.confirm import run_eval_config
 from controller.studies.contenders import Contender, baselines, read_rules_file, study_seeds
-from controller.studies.runner import StudyProgress, StudyReport, Workers, check_workers, run_study, study_task
+from controller.studies.runner import StudyProgress, StudyReport, Workers, run_study, study_task
 from controller.studies.summary import summarise
+from controller.workers import check_environment
 from nos_symbolic.errors import SettingError
 from nos_symbolic.evaluate import EvalConfig
 
@@ -120,11 +121,11 @@ def transfer(source: TransferSource, tasks: tuple[str, ...] = DEFAULT_TASKS, see
         base = run_eval_config(source.run_dir, workers)
         rules = confirmed_rules(source.run_dir, top)
     else:
-        base = EvalConfig(device="cuda" if workers.gpus_per_eval > 0 else "cpu")
+        base = EvalConfig(device=workers.device)
         rules = read_rules_file(source.rules_file)
     chosen = study_seeds(seeds, base.seed)
     configs = task_configs(tasks, protocol, base)
-    check_workers(workers, configs[0])
+    check_environment(workers, configs[0])
     study_tasks = [study_task(c) for c in configs]  # every task's data, before anything is stored
     contenders = _without_baselines(rules) + baselines()
     run_dir = source.run_dir or _own_run_dir(source.out_dir)
